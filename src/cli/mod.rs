@@ -1,0 +1,265 @@
+//! The `herald` command line: `herald serve` runs a replica; every other
+//! subcommand is a gRPC client of a running server.
+
+mod client;
+mod commands;
+mod output;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Herald: notification broker on NATS JetStream.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Address of the Herald gRPC server (http:// or https://).
+    #[arg(long, env = "HERALD_SERVER", default_value = "http://127.0.0.1:50051", global = true)]
+    pub server: String,
+    /// Bearer token to authenticate with.
+    #[arg(long, env = "HERALD_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print JSON (the proto3 JSON mapping) instead of tables.
+    #[arg(long, env = "HERALD_JSON", global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Herald server (replica).
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Grant a user a permission level on a resource (and everything below it).
+    Grant {
+        /// The user to grant to.
+        user_id: String,
+        /// The resource the level applies to.
+        resource_id: String,
+        /// The level.
+        level: LevelArg,
+    },
+    /// Revoke a user's permission on a resource.
+    Revoke {
+        /// The user to revoke from.
+        user_id: String,
+        /// The resource.
+        resource_id: String,
+    },
+    /// List permissions of a user (default: yourself).
+    Permissions {
+        /// Whose permissions (admins only for others).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Manage resources.
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+    /// Emit an event on a resource.
+    Emit(EmitArgs),
+}
+
+/// Arguments of `herald serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML settings file (see config.example.toml).
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// NATS server or cluster URL; without it (and without HERALD_NATS_URL) an
+    /// embedded nats-server is started.
+    #[arg(long)]
+    pub nats_url: Option<String>,
+    /// gRPC listen address (overrides grpc.listen).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `herald user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (admin).
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// E-mail address.
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Make the user an admin.
+        #[arg(long)]
+        admin: bool,
+        /// Allow the user to create projects.
+        #[arg(long)]
+        project_creator: bool,
+    },
+    /// Show a user.
+    Get {
+        /// The user id.
+        user_id: String,
+    },
+    /// List users (admin).
+    Ls {
+        /// Page size (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Continue after this page token.
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// Show yourself.
+    Me,
+    /// Change a user's global rights (admin).
+    Update {
+        /// The user id.
+        user_id: String,
+        /// Make (true) or unmake (false) an admin.
+        #[arg(long)]
+        admin: Option<bool>,
+        /// Allow (true) or forbid (false) creating projects.
+        #[arg(long)]
+        project_creator: Option<bool>,
+    },
+}
+
+/// `herald token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; prints the secret once.
+    Create {
+        /// Token name.
+        #[arg(long)]
+        name: String,
+        /// Owner (admins only for others; default: yourself).
+        #[arg(long)]
+        user: Option<String>,
+        /// Lifetime such as 30d or 12h (default: no expiry).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+    /// List tokens (never their secrets).
+    Ls {
+        /// Owner (default: yourself).
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// The token id.
+        token_id: String,
+    },
+}
+
+/// `herald resource ...`
+#[derive(Debug, Subcommand)]
+pub enum ResourceCommand {
+    /// Create a resource.
+    Create {
+        /// Kind of resource.
+        #[arg(long)]
+        variant: VariantArg,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Parent resource (required except for projects).
+        #[arg(long, default_value = "")]
+        parent: String,
+    },
+    /// Show a resource.
+    Get {
+        /// The resource id.
+        id: String,
+    },
+    /// List a resource's children, or your projects without a parent.
+    Ls {
+        /// The parent resource.
+        parent: Option<String>,
+        /// Page size (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Continue after this page token.
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// Delete a resource.
+    Rm {
+        /// The resource id.
+        id: String,
+        /// Also delete everything below it.
+        #[arg(long, short)]
+        recursive: bool,
+    },
+}
+
+/// Arguments of `herald emit`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("kind").required(true).args(["variant", "event_type"]))]
+pub struct EmitArgs {
+    /// The resource the event is about.
+    pub resource_id: String,
+    /// A built-in variant.
+    #[arg(long)]
+    pub variant: Option<EventVariantArg>,
+    /// A dotted custom type such as job.completed.
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// JSON payload, or @FILE to read it from a file.
+    #[arg(long, default_value = "")]
+    pub payload: String,
+    /// Idempotency key: retries with the same key store the event once.
+    #[arg(long, default_value = "")]
+    pub idempotency_key: String,
+}
+
+/// Resource variants on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum VariantArg {
+    Project,
+    Collection,
+    Dataset,
+    Object,
+}
+
+/// Permission levels on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LevelArg {
+    Read,
+    Append,
+    Write,
+    Admin,
+}
+
+/// Event variants on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum EventVariantArg {
+    Created,
+    Available,
+    Updated,
+    Deleted,
+    Snapshotted,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: failed to start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

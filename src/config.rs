@@ -1,0 +1,367 @@
+//! Settings: defaults, an optional TOML file, then `HERALD_*` environment
+//! variables, validated once at start with messages that name the key.
+//!
+//! Environment mapping: `HERALD_<SECTION>_<KEY>` sets `[section] key` for the
+//! known sections; anything else sets a top-level key (`HERALD_ADMIN_TOKEN`
+//! sets `admin_token`). The CLI's own variables (`HERALD_SERVER`,
+//! `HERALD_TOKEN`, `HERALD_CONFIG`, `HERALD_JSON`) and `HERALD_TEST_*` are not
+//! settings and are skipped.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    str::FromStr,
+    time::Duration,
+};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, de::DeserializeOwned};
+
+/// Sections of the settings file; `HERALD_<SECTION>_...` variables map into them.
+const SECTIONS: &[&str] = &["grpc", "nats", "events", "log"];
+/// `HERALD_*` variables that belong to the CLI, not to the server settings.
+const NOT_SETTINGS: &[&str] = &["server", "token", "config", "json"];
+
+/// Every setting of a Herald server. See `config.example.toml` for the documented defaults.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Bearer token of the bootstrap admin (user id `admin`). At least 16 characters.
+    pub admin_token: Option<SecretString>,
+    /// Development mode: relaxes production-only checks.
+    #[serde(deserialize_with = "lenient")]
+    pub dev: bool,
+    pub grpc: GrpcSettings,
+    pub nats: NatsSettings,
+    pub events: EventSettings,
+    pub log: LogSettings,
+}
+
+/// The gRPC listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcSettings {
+    /// Address to listen on; port 0 picks a free port.
+    #[serde(deserialize_with = "lenient")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key`, serves TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Largest gRPC request or response message in bytes.
+    #[serde(deserialize_with = "lenient")]
+    pub max_message_bytes: usize,
+}
+
+/// How Herald reaches NATS.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsSettings {
+    /// NATS server or cluster URLs (comma-separated). Unset: start an embedded
+    /// nats-server child process.
+    pub url: Option<String>,
+    /// The nats-server binary for the embedded mode. Unset: the project-local
+    /// install (`.herald/tools/...`), then `PATH`.
+    pub server_bin: Option<PathBuf>,
+    /// Listen address of the embedded nats-server.
+    #[serde(deserialize_with = "lenient")]
+    pub embedded_listen: SocketAddr,
+    /// JetStream store directory of the embedded nats-server.
+    pub embedded_store_dir: PathBuf,
+    /// Timeout of the first connection.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Timeout of each JetStream API request and publish acknowledgement.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Replicas of every stream and KV bucket Herald creates (1 on a single
+    /// server, 3 on a cluster).
+    #[serde(deserialize_with = "lenient")]
+    pub replicas: usize,
+}
+
+/// The events stream and the emit path.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventSettings {
+    /// How long events are kept (the shelf life of notifications).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Size cap of the events stream in bytes; -1 for none.
+    #[serde(deserialize_with = "lenient")]
+    pub max_bytes: i64,
+    /// Largest accepted event payload (JSON text) in bytes.
+    #[serde(deserialize_with = "lenient")]
+    pub max_payload_bytes: usize,
+    /// Most events in one `EmitEvents` call.
+    #[serde(deserialize_with = "lenient")]
+    pub max_batch: usize,
+    /// How long an idempotency key is remembered.
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+}
+
+/// Logging.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// `RUST_LOG`-style filter; `RUST_LOG` itself wins when set.
+    pub filter: String,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            admin_token: None,
+            dev: false,
+            grpc: GrpcSettings::default(),
+            nats: NatsSettings::default(),
+            events: EventSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for GrpcSettings {
+    fn default() -> Self {
+        GrpcSettings {
+            listen: ([127, 0, 0, 1], 50051).into(),
+            tls_cert: None,
+            tls_key: None,
+            max_message_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for NatsSettings {
+    fn default() -> Self {
+        NatsSettings {
+            url: None,
+            server_bin: None,
+            embedded_listen: ([127, 0, 0, 1], 4222).into(),
+            embedded_store_dir: PathBuf::from(".herald/embedded-nats"),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            replicas: 1,
+        }
+    }
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings {
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: -1,
+            max_payload_bytes: 64 * 1024,
+            max_batch: 1000,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings { format: LogFormat::Text, filter: "info".into() }
+    }
+}
+
+/// A setting that is missing, malformed or out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration `{key}`: {message}")]
+pub struct ConfigError {
+    /// Dotted key, e.g. `events.max_batch`.
+    pub key: String,
+    pub message: String,
+}
+
+fn bad(key: &str, message: impl fmt::Display) -> ConfigError {
+    ConfigError { key: key.into(), message: message.to_string() }
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if any), then the `HERALD_*` variables of
+    /// `env`, and validates the result.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("failed to read config file {}", path.display()))?;
+                text.parse::<toml::Table>().with_context(|| format!("failed to parse {}", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        overlay_env(&mut table, env);
+        let settings: Settings = deserialize_table(table)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks ranges and combinations, naming the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(token) = &self.admin_token
+            && token.expose_secret().len() < 16
+        {
+            return Err(bad("admin_token", "must be at least 16 characters"));
+        }
+        if self.grpc.tls_cert.is_some() != self.grpc.tls_key.is_some() {
+            return Err(bad("grpc.tls_key", "grpc.tls_cert and grpc.tls_key must be set together"));
+        }
+        if !(64 * 1024..=256 * 1024 * 1024).contains(&self.grpc.max_message_bytes) {
+            return Err(bad("grpc.max_message_bytes", "must be between 65536 and 268435456"));
+        }
+        if !(1..=5).contains(&self.nats.replicas) {
+            return Err(bad("nats.replicas", "must be between 1 and 5"));
+        }
+        if self.nats.request_timeout < Duration::from_millis(100) {
+            return Err(bad("nats.request_timeout", "must be at least 100ms"));
+        }
+        if self.events.max_age < Duration::from_secs(60) {
+            return Err(bad("events.max_age", "must be at least 1m"));
+        }
+        if !(1..=1024 * 1024).contains(&self.events.max_payload_bytes) {
+            return Err(bad("events.max_payload_bytes", "must be between 1 and 1048576"));
+        }
+        if !(1..=10_000).contains(&self.events.max_batch) {
+            return Err(bad("events.max_batch", "must be between 1 and 10000"));
+        }
+        if self.events.duplicate_window < Duration::from_secs(1) || self.events.duplicate_window > self.events.max_age
+        {
+            return Err(bad("events.duplicate_window", "must be between 1s and events.max_age"));
+        }
+        if self.events.max_bytes == 0 || self.events.max_bytes < -1 {
+            return Err(bad("events.max_bytes", "must be -1 (unlimited) or positive"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
+            return Err(bad("log.filter", "is not a valid filter directive"));
+        }
+        Ok(())
+    }
+}
+
+/// Maps `HERALD_*` variables into the TOML table (see the module docs).
+fn overlay_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("HERALD_") else { continue };
+        let key = rest.to_ascii_lowercase();
+        if NOT_SETTINGS.contains(&key.as_str()) || key.starts_with("test_") {
+            continue;
+        }
+        let section = SECTIONS.iter().find(|s| key.strip_prefix(**s).is_some_and(|r| r.starts_with('_')));
+        let value = toml::Value::String(value);
+        match section {
+            Some(section) => {
+                let field = key[section.len() + 1..].to_owned();
+                let entry = table.entry(section.to_string()).or_insert_with(|| toml::Table::new().into());
+                if let toml::Value::Table(t) = entry {
+                    t.insert(field, value);
+                }
+            }
+            None => {
+                table.insert(key, value);
+            }
+        }
+    }
+}
+
+fn deserialize_table<T: DeserializeOwned>(table: toml::Table) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { "<root>".to_owned() } else { key };
+        bad(&key, e.into_inner())
+    })
+}
+
+/// Accepts a value of its own type or a string to parse (environment
+/// variables are always strings).
+fn lenient<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr + Deserialize<'de>,
+    T::Err: fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either<T> {
+        Text(String),
+        Value(T),
+    }
+    match Either::<T>::deserialize(deserializer)? {
+        Either::Value(v) => Ok(v),
+        Either::Text(s) => s.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::load(None, Vec::new()).unwrap();
+        assert_eq!(s.events.max_payload_bytes, 65536);
+        assert_eq!(s.events.max_age, Duration::from_secs(604_800));
+        assert!(s.nats.url.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_sections_and_top_level_keys() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("HERALD_NATS_URL", "nats://10.0.0.1:4222"),
+                ("HERALD_ADMIN_TOKEN", "0123456789abcdef0123"),
+                ("HERALD_EVENTS_MAX_BATCH", "50"),
+                ("HERALD_EVENTS_MAX_AGE", "2d"),
+                ("HERALD_DEV", "true"),
+                ("HERALD_TOKEN", "client token, not a setting"),
+                ("HERALD_TEST_ANYTHING", "skipped"),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.nats.url.as_deref(), Some("nats://10.0.0.1:4222"));
+        assert_eq!(s.admin_token.unwrap().expose_secret(), "0123456789abcdef0123");
+        assert_eq!(s.events.max_batch, 50);
+        assert_eq!(s.events.max_age, Duration::from_secs(2 * 86_400));
+        assert!(s.dev);
+    }
+
+    #[test]
+    fn file_values_are_overridden_by_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, "[events]\nmax_batch = 10\nmax_payload_bytes = 100\n").unwrap();
+        let s = Settings::load(Some(&path), env(&[("HERALD_EVENTS_MAX_BATCH", "20")])).unwrap();
+        assert_eq!(s.events.max_batch, 20);
+        assert_eq!(s.events.max_payload_bytes, 100);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = Settings::load(None, env(&[("HERALD_EVENTS_MAX_BATCH", "0")])).unwrap_err();
+        assert!(err.to_string().contains("events.max_batch"), "{err}");
+        let err = Settings::load(None, env(&[("HERALD_EVENTS_MAX_BATCH", "many")])).unwrap_err();
+        assert!(format!("{err:#}").contains("max_batch"), "{err:#}");
+        let err = Settings::load(None, env(&[("HERALD_NATS_BOGUS", "1")])).unwrap_err();
+        assert!(format!("{err:#}").contains("bogus"), "{err:#}");
+        let err = Settings::load(None, env(&[("HERALD_ADMIN_TOKEN", "short")])).unwrap_err();
+        assert!(err.to_string().contains("admin_token"), "{err}");
+    }
+}

@@ -1,0 +1,157 @@
+//! Conversions between domain types and generated proto types.
+
+use prost_types::Timestamp;
+use time::OffsetDateTime;
+
+use super::pb;
+use crate::{
+    domain::{
+        event::EventVariant,
+        permission::{Grant, PermissionLevel},
+        resource::{PathEntry, Resource, ResourceVariant},
+        user::{TokenRecord, User},
+    },
+    error::{Error, Result},
+};
+
+pub fn timestamp(t: OffsetDateTime) -> Timestamp {
+    Timestamp { seconds: t.unix_timestamp(), nanos: t.nanosecond() as i32 }
+}
+
+pub fn from_timestamp(field: &str, t: &Timestamp) -> Result<OffsetDateTime> {
+    let nanos = i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos);
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|e| Error::invalid(field, e))
+}
+
+pub fn resource_variant(v: ResourceVariant) -> pb::ResourceVariant {
+    match v {
+        ResourceVariant::Project => pb::ResourceVariant::Project,
+        ResourceVariant::Collection => pb::ResourceVariant::Collection,
+        ResourceVariant::Dataset => pb::ResourceVariant::Dataset,
+        ResourceVariant::Object => pb::ResourceVariant::Object,
+    }
+}
+
+/// A resource variant from a request; `None` when unspecified.
+pub fn to_resource_variant(field: &str, raw: i32) -> Result<Option<ResourceVariant>> {
+    match pb::ResourceVariant::try_from(raw) {
+        Ok(pb::ResourceVariant::Unspecified) => Ok(None),
+        Ok(pb::ResourceVariant::Project) => Ok(Some(ResourceVariant::Project)),
+        Ok(pb::ResourceVariant::Collection) => Ok(Some(ResourceVariant::Collection)),
+        Ok(pb::ResourceVariant::Dataset) => Ok(Some(ResourceVariant::Dataset)),
+        Ok(pb::ResourceVariant::Object) => Ok(Some(ResourceVariant::Object)),
+        Err(_) => Err(Error::invalid(field, format!("unknown resource variant {raw}"))),
+    }
+}
+
+pub fn permission_level(level: PermissionLevel) -> pb::PermissionLevel {
+    match level {
+        PermissionLevel::Read => pb::PermissionLevel::Read,
+        PermissionLevel::Append => pb::PermissionLevel::Append,
+        PermissionLevel::Write => pb::PermissionLevel::Write,
+        PermissionLevel::Admin => pb::PermissionLevel::Admin,
+    }
+}
+
+pub fn to_permission_level(field: &str, raw: i32) -> Result<PermissionLevel> {
+    match pb::PermissionLevel::try_from(raw) {
+        Ok(pb::PermissionLevel::Read) => Ok(PermissionLevel::Read),
+        Ok(pb::PermissionLevel::Append) => Ok(PermissionLevel::Append),
+        Ok(pb::PermissionLevel::Write) => Ok(PermissionLevel::Write),
+        Ok(pb::PermissionLevel::Admin) => Ok(PermissionLevel::Admin),
+        Ok(pb::PermissionLevel::Unspecified) => Err(Error::invalid(field, "is required")),
+        Err(_) => Err(Error::invalid(field, format!("unknown permission level {raw}"))),
+    }
+}
+
+pub fn event_variant(v: EventVariant) -> pb::EventVariant {
+    match v {
+        EventVariant::Created => pb::EventVariant::Created,
+        EventVariant::Available => pb::EventVariant::Available,
+        EventVariant::Updated => pb::EventVariant::Updated,
+        EventVariant::Deleted => pb::EventVariant::Deleted,
+        EventVariant::Snapshotted => pb::EventVariant::Snapshotted,
+    }
+}
+
+/// An event variant from a request; `None` when unspecified.
+pub fn to_event_variant(field: &str, raw: i32) -> Result<Option<EventVariant>> {
+    match pb::EventVariant::try_from(raw) {
+        Ok(pb::EventVariant::Unspecified) => Ok(None),
+        Ok(pb::EventVariant::Created) => Ok(Some(EventVariant::Created)),
+        Ok(pb::EventVariant::Available) => Ok(Some(EventVariant::Available)),
+        Ok(pb::EventVariant::Updated) => Ok(Some(EventVariant::Updated)),
+        Ok(pb::EventVariant::Deleted) => Ok(Some(EventVariant::Deleted)),
+        Ok(pb::EventVariant::Snapshotted) => Ok(Some(EventVariant::Snapshotted)),
+        Err(_) => Err(Error::invalid(field, format!("unknown event variant {raw}"))),
+    }
+}
+
+pub fn path(entries: &[PathEntry]) -> Vec<pb::ResourceRef> {
+    entries
+        .iter()
+        .map(|e| pb::ResourceRef { id: e.id.clone(), variant: resource_variant(e.variant) as i32 })
+        .collect()
+}
+
+pub fn user(u: &User) -> pb::User {
+    pb::User {
+        id: u.id.clone(),
+        name: u.name.clone(),
+        email: u.email.clone(),
+        is_admin: u.is_admin,
+        can_create_projects: u.can_create_projects,
+        created_at: Some(timestamp(u.created_at)),
+    }
+}
+
+pub fn token(t: &TokenRecord) -> pb::Token {
+    pb::Token {
+        id: t.id.clone(),
+        user_id: t.user_id.clone(),
+        name: t.name.clone(),
+        created_at: Some(timestamp(t.created_at)),
+        expires_at: t.expires_at.map(timestamp),
+    }
+}
+
+pub fn grant(g: &Grant) -> pb::Permission {
+    pb::Permission {
+        user_id: g.user_id.clone(),
+        resource_id: g.resource_id.clone(),
+        level: permission_level(g.level) as i32,
+        granted_by: g.granted_by.clone(),
+        granted_at: Some(timestamp(g.granted_at)),
+    }
+}
+
+pub fn resource(r: &Resource) -> pb::Resource {
+    pb::Resource {
+        id: r.id.clone(),
+        variant: resource_variant(r.variant) as i32,
+        name: r.name.clone(),
+        parent_id: r.parent_id.clone().unwrap_or_default(),
+        path: path(&r.path),
+        created_at: Some(timestamp(r.created_at)),
+        created_by: r.created_by.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap();
+        assert_eq!(from_timestamp("t", &timestamp(t)).unwrap(), t);
+    }
+
+    #[test]
+    fn unknown_enum_values_name_the_field() {
+        assert!(to_permission_level("level", 99).unwrap_err().to_string().contains("level"));
+        assert!(to_permission_level("level", 0).is_err());
+        assert_eq!(to_resource_variant("variant", 0).unwrap(), None);
+        assert!(to_event_variant("variant", 42).is_err());
+    }
+}

@@ -1,0 +1,17 @@
+//! Herald: a notification broker on NATS JetStream.
+//!
+//! See `ARCHITECTURE.md` for the map of this crate.
+
+pub mod accounts;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod grpc;
+pub mod resources;
+pub mod server;
+pub mod store;
+pub mod telemetry;

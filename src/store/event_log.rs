@@ -1,0 +1,126 @@
+//! The events stream: its configuration and the pipelined publish path.
+
+use anyhow::Context as _;
+use async_nats::jetstream::{
+    self,
+    message::PublishMessage,
+    stream::{self, DiscardPolicy, RetentionPolicy, StorageType},
+};
+use bytes::Bytes;
+
+use super::Nats;
+use crate::{
+    config::Settings,
+    domain::subject,
+    error::{Error, Result},
+};
+
+/// Name of the JetStream stream holding every event.
+pub const EVENTS_STREAM: &str = "HERALD_EVENTS";
+
+/// An event ready to publish.
+#[derive(Debug, Clone)]
+pub struct OutgoingEvent {
+    pub event_id: String,
+    pub subject: String,
+    /// The JSON [`crate::domain::event::EventRecord`].
+    pub body: Bytes,
+    /// `Nats-Msg-Id` for deduplication, when the producer gave an idempotency key.
+    pub dedup_id: Option<String>,
+}
+
+/// Where JetStream stored an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub event_id: String,
+    pub sequence: u64,
+    /// The dedup id matched an earlier event; id and sequence are that event's.
+    pub duplicate: bool,
+}
+
+/// The events stream.
+#[derive(Clone)]
+pub struct EventLog {
+    nats: Nats,
+    js: jetstream::Context,
+    stream: stream::Stream,
+}
+
+impl EventLog {
+    pub(super) async fn open(nats: Nats, js: jetstream::Context, settings: &Settings) -> anyhow::Result<Self> {
+        let config = stream::Config {
+            name: EVENTS_STREAM.to_owned(),
+            description: Some("Herald events (resource, user-account and announcement events)".into()),
+            subjects: vec![subject::ALL_EVENTS.to_owned()],
+            retention: RetentionPolicy::Limits,
+            discard: DiscardPolicy::Old,
+            storage: StorageType::File,
+            max_age: settings.events.max_age,
+            max_bytes: settings.events.max_bytes,
+            num_replicas: settings.nats.replicas,
+            duplicate_window: settings.events.duplicate_window,
+            allow_direct: true,
+            ..Default::default()
+        };
+        js.create_or_update_stream(config).await.context("failed to create the events stream")?;
+        let stream = js.get_stream(EVENTS_STREAM).await.context("failed to open the events stream")?;
+        Ok(EventLog { nats, js, stream })
+    }
+
+    /// The JetStream context (for consumers on the stream).
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Publishes `events` pipelined (all sent, then all acknowledgements
+    /// awaited) and returns where each was stored, in order. Fails with
+    /// UNAVAILABLE when any event was not confirmed, saying how many were.
+    pub async fn publish(&self, events: Vec<OutgoingEvent>) -> Result<Vec<Stored>> {
+        self.nats.ensure_connected()?;
+        let total = events.len();
+        let mut pending = Vec::with_capacity(total);
+        for event in events {
+            let mut publish = PublishMessage::build().payload(event.body);
+            if let Some(id) = &event.dedup_id {
+                publish = publish.message_id(id);
+            }
+            let ack = self.js.send_publish(event.subject, publish).await;
+            pending.push((event.event_id, ack));
+        }
+        let mut stored = Vec::with_capacity(total);
+        let mut failed = None;
+        for (event_id, ack) in pending {
+            match ack {
+                Ok(future) => match future.await {
+                    Ok(ack) => stored.push(Stored { event_id, sequence: ack.sequence, duplicate: ack.duplicate }),
+                    Err(err) => failed = Some(err.to_string()),
+                },
+                Err(err) => failed = Some(err.to_string()),
+            }
+        }
+        if let Some(err) = failed {
+            tracing::warn!(error = %err, stored = stored.len(), total, "event publish not confirmed");
+            return Err(Error::Unavailable(format!(
+                "stored {} of {total} events before NATS failed ({err}); retry with idempotency keys to avoid duplicates",
+                stored.len()
+            )));
+        }
+        for entry in stored.iter_mut().filter(|s| s.duplicate) {
+            entry.event_id = self.event_id_at(entry.sequence).await?;
+        }
+        Ok(stored)
+    }
+
+    /// The id of the event stored at `sequence`.
+    async fn event_id_at(&self, sequence: u64) -> Result<String> {
+        #[derive(serde::Deserialize)]
+        struct IdOnly {
+            id: String,
+        }
+        let message =
+            self.stream.direct_get(sequence).await.map_err(|e| self.nats.failure("failed to read an event", e))?;
+        serde_json::from_slice::<IdOnly>(&message.payload)
+            .map(|m| m.id)
+            .map_err(|e| Error::internal("failed to decode a stored event", e))
+    }
+}
