@@ -163,8 +163,7 @@ impl App {
     pub async fn revoke_token(&self, who: &Principal, token_id: &str) -> Result<()> {
         ids::check_id("token_id", token_id)?;
         let record = self.tokens.get(token_id).await?.ok_or_else(|| Error::not_found("token", token_id))?;
-        who.require_self_or_admin(&record.user_id)
-            .map_err(|_| Error::not_found("token", token_id))?;
+        who.require_self_or_admin(&record.user_id).map_err(|_| Error::not_found("token", token_id))?;
         let event = user_event(&record.user_id, system::TOKEN_REVOKED, &who.user_id, json!({"token_id": token_id}))?;
         self.tokens.delete(token_id).await?;
         // The revocation stands even when its event cannot be stored.
@@ -176,10 +175,17 @@ impl App {
 
     /// Grants `level` to `user_id` on a resource (needs ADMIN there) and
     /// emits `herald.permission.granted`.
-    pub async fn grant(&self, who: &Principal, user_id: &str, resource_id: &str, level: PermissionLevel) -> Result<Arc<Grant>> {
+    pub async fn grant(
+        &self,
+        who: &Principal,
+        user_id: &str,
+        resource_id: &str,
+        level: PermissionLevel,
+    ) -> Result<Arc<Grant>> {
         ids::check_id("user_id", user_id)?;
         ids::check_id("resource_id", resource_id)?;
-        let resource = self.resources.get(resource_id).await?.ok_or_else(|| Error::not_found("resource", resource_id))?;
+        let resource =
+            self.resources.get(resource_id).await?.ok_or_else(|| Error::not_found("resource", resource_id))?;
         self.require(who, &resource, PermissionLevel::Admin).await?;
         self.users.get(user_id).await?.ok_or_else(|| Error::not_found("user", user_id))?;
         let key = grant_key(user_id, resource_id);
@@ -218,7 +224,8 @@ impl App {
     pub async fn revoke_grant(&self, who: &Principal, user_id: &str, resource_id: &str) -> Result<()> {
         ids::check_id("user_id", user_id)?;
         ids::check_id("resource_id", resource_id)?;
-        let resource = self.resources.get(resource_id).await?.ok_or_else(|| Error::not_found("resource", resource_id))?;
+        let resource =
+            self.resources.get(resource_id).await?.ok_or_else(|| Error::not_found("resource", resource_id))?;
         self.require(who, &resource, PermissionLevel::Admin).await?;
         let key = grant_key(user_id, resource_id);
         let grant = self.grants.get(&key).await?.ok_or_else(|| Error::NotFound {

@@ -24,7 +24,7 @@ const SECTIONS: &[&str] = &["grpc", "nats", "events", "log"];
 const NOT_SETTINGS: &[&str] = &["server", "token", "config", "json"];
 
 /// Every setting of a Herald server. See `config.example.toml` for the documented defaults.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Bearer token of the bootstrap admin (user id `admin`). At least 16 characters.
@@ -119,19 +119,6 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            admin_token: None,
-            dev: false,
-            grpc: GrpcSettings::default(),
-            nats: NatsSettings::default(),
-            events: EventSettings::default(),
-            log: LogSettings::default(),
-        }
-    }
 }
 
 impl Default for GrpcSettings {
@@ -237,8 +224,7 @@ impl Settings {
         if !(1..=10_000).contains(&self.events.max_batch) {
             return Err(bad("events.max_batch", "must be between 1 and 10000"));
         }
-        if self.events.duplicate_window < Duration::from_secs(1) || self.events.duplicate_window > self.events.max_age
-        {
+        if self.events.duplicate_window < Duration::from_secs(1) || self.events.duplicate_window > self.events.max_age {
             return Err(bad("events.duplicate_window", "must be between 1s and events.max_age"));
         }
         if self.events.max_bytes == 0 || self.events.max_bytes < -1 {
@@ -318,6 +304,14 @@ mod tests {
         assert_eq!(s.events.max_payload_bytes, 65536);
         assert_eq!(s.events.max_age, Duration::from_secs(604_800));
         assert!(s.nats.url.is_none());
+    }
+
+    #[test]
+    fn the_example_file_documents_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let example = Settings::load(Some(&path), Vec::new()).unwrap();
+        let defaults = Settings::default();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
     }
 
     #[test]

@@ -43,7 +43,9 @@ impl App {
         let resource = Resource::new(ids::new_id(), variant, name.to_owned(), parent.as_deref(), who.user_id.clone())?;
         match &parent {
             None if !(who.is_admin || who.can_create_projects) => {
-                return Err(Error::PermissionDenied("creating a project needs admin or the project-creator right".into()));
+                return Err(Error::PermissionDenied(
+                    "creating a project needs admin or the project-creator right".into(),
+                ));
             }
             None => {}
             Some(parent) => self.require(who, parent, PermissionLevel::Write).await?,

@@ -5,9 +5,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::{Identity, Server, ServerTlsConfig, server::TcpIncoming};
 
 use crate::{
     app::App,
@@ -61,6 +60,8 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
         .await
         .with_context(|| format!("failed to bind grpc.listen = {}", settings.grpc.listen))?;
     let addr = listener.local_addr()?;
+    // Without TCP_NODELAY small responses wait for delayed ACKs (~40 ms each).
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let router = router(&app, &settings).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, tonic_health::ServingStatus::Serving).await;
@@ -73,7 +74,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
             stopping.cancelled().await;
             set_health(&health_on_stop, tonic_health::ServingStatus::NotServing).await;
         };
-        let served = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal).await;
+        let served = router.serve_with_incoming_shutdown(incoming, signal).await;
         tracing::info!("gRPC server stopped; draining NATS");
         nats.drain().await;
         if let Some(mut process) = embedded {

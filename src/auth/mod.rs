@@ -72,6 +72,10 @@ impl App {
             return Err(invalid());
         }
         let user = self.users.get(&record.user_id).await?.ok_or_else(invalid)?;
-        Ok(Principal { user_id: user.id.clone(), is_admin: user.is_admin, can_create_projects: user.can_create_projects })
+        Ok(Principal {
+            user_id: user.id.clone(),
+            is_admin: user.is_admin,
+            can_create_projects: user.can_create_projects,
+        })
     }
 }

@@ -38,7 +38,8 @@ pub struct Clients {
 impl Clients {
     /// Connects to `server` with an optional bearer `token`.
     pub async fn connect(server: &str, token: Option<&str>) -> anyhow::Result<Self> {
-        let mut endpoint = Endpoint::from_shared(server.to_owned()).with_context(|| format!("invalid --server {server}"))?;
+        let mut endpoint =
+            Endpoint::from_shared(server.to_owned()).with_context(|| format!("invalid --server {server}"))?;
         if server.starts_with("https://") {
             endpoint = endpoint.tls_config(ClientTlsConfig::new().with_native_roots())?;
         }

@@ -140,7 +140,8 @@ async fn token(clients: &Clients, json: bool, cmd: TokenCommand) -> anyhow::Resu
             println!("\nsecret (shown only now): {}", reply.secret);
         }
         TokenCommand::Ls { user } => {
-            let reply = users.list_tokens(pb::ListTokensRequest { user_id: user.unwrap_or_default() }).await?.into_inner();
+            let reply =
+                users.list_tokens(pb::ListTokensRequest { user_id: user.unwrap_or_default() }).await?.into_inner();
             if json {
                 return output::print_json("herald.v1.ListTokensResponse", &reply);
             }
@@ -203,7 +204,9 @@ async fn resource(clients: &Clients, json: bool, cmd: ResourceCommand) -> anyhow
             let request = pb::CreateResourceRequest { variant: variant as i32, name, parent_id: parent };
             resources.create_resource(request).await?.into_inner().resource
         }
-        ResourceCommand::Get { id } => resources.get_resource(pb::GetResourceRequest { id }).await?.into_inner().resource,
+        ResourceCommand::Get { id } => {
+            resources.get_resource(pb::GetResourceRequest { id }).await?.into_inner().resource
+        }
         ResourceCommand::Ls { parent, limit, page_token } => {
             let request =
                 pb::ListResourcesRequest { parent_id: parent.unwrap_or_default(), page_size: limit, page_token };

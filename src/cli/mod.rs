@@ -1,7 +1,7 @@
 //! The `herald` command line: `herald serve` runs a replica; every other
 //! subcommand is a gRPC client of a running server.
 
-mod client;
+pub mod client;
 mod commands;
 mod output;
 

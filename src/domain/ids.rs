@@ -1,14 +1,19 @@
 //! Identifier generation and validation. Every id must be usable as one NATS
 //! subject token and one KV key segment.
 
+use std::sync::Mutex;
+
 use crate::error::{Error, Result};
 
 /// Longest accepted id.
 pub const MAX_ID_LEN: usize = 64;
 
-/// A fresh, time-ordered, subject-safe id (a ULID).
+/// A fresh, time-ordered, subject-safe id (a ULID). Ids made by one process
+/// are strictly increasing, even within one millisecond.
 pub fn new_id() -> String {
-    ulid::Ulid::new().to_string()
+    static GENERATOR: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
+    let next = GENERATOR.lock().map_err(|_| ()).and_then(|mut g| g.generate().map_err(|_| ()));
+    next.unwrap_or_else(|()| ulid::Ulid::new()).to_string()
 }
 
 /// True when `id` is 1 to 64 ASCII letters, digits, `-` or `_`, starting with
@@ -59,7 +64,7 @@ mod tests {
         let a = new_id();
         let b = new_id();
         assert!(is_valid_id(&a), "{a}");
-        assert_ne!(a, b);
+        assert!(a < b, "ids increase: {a} then {b}");
     }
 
     #[test]

@@ -34,24 +34,27 @@ impl ResourceVariant {
         }
     }
 
+    /// Lower-case name with its article, e.g. `an object`.
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Self::Project => "a project",
+            Self::Collection => "a collection",
+            Self::Dataset => "a dataset",
+            Self::Object => "an object",
+        }
+    }
+
     /// Checks that a resource of this variant may sit under `parent`: projects
     /// have no parent; everything else needs a parent of an outer level.
     pub fn check_parent(self, parent: Option<ResourceVariant>) -> Result<()> {
         match (self, parent) {
             (Self::Project, None) => Ok(()),
             (Self::Project, Some(_)) => Err(Error::invalid("parent_id", "a project has no parent")),
-            (child, None) => Err(Error::invalid(
-                "parent_id",
-                format!("is required for a {}", child.as_str().to_lowercase()),
-            )),
+            (child, None) => Err(Error::invalid("parent_id", format!("is required for {}", child.with_article()))),
             (child, Some(parent)) if parent < child => Ok(()),
             (child, Some(parent)) => Err(Error::invalid(
                 "parent_id",
-                format!(
-                    "a {} cannot be placed under a {}",
-                    child.as_str().to_lowercase(),
-                    parent.as_str().to_lowercase()
-                ),
+                format!("{} cannot be placed under {}", child.with_article(), parent.with_article()),
             )),
         }
     }

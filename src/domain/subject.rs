@@ -104,11 +104,9 @@ pub fn filter_subjects(scope: &Scope, types: &[TypeFilter]) -> Vec<String> {
         Scope::User(user_id) => vec![format!("{USER_PREFIX}.{user_id}")],
         Scope::Announcements => vec![ANNOUNCEMENT_PREFIX.to_owned()],
         Scope::All if types.is_empty() => return vec![ALL_EVENTS.to_owned()],
-        Scope::All => vec![
-            format!("{RESOURCE_PREFIX}.*.*.*.*"),
-            format!("{USER_PREFIX}.*"),
-            ANNOUNCEMENT_PREFIX.to_owned(),
-        ],
+        Scope::All => {
+            vec![format!("{RESOURCE_PREFIX}.*.*.*.*"), format!("{USER_PREFIX}.*"), ANNOUNCEMENT_PREFIX.to_owned()]
+        }
     };
     heads.iter().flat_map(|head| tails.iter().map(move |tail| format!("{head}.{tail}"))).collect()
 }
@@ -264,11 +262,7 @@ mod tests {
         ];
         assert_eq!(
             normalize_types(&types),
-            [
-                TypeFilter::Exact("created".into()),
-                TypeFilter::Exact("jobs.x".into()),
-                TypeFilter::Prefix("job".into())
-            ]
+            [TypeFilter::Exact("created".into()), TypeFilter::Exact("jobs.x".into()), TypeFilter::Prefix("job".into())]
         );
     }
 

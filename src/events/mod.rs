@@ -138,7 +138,11 @@ pub(crate) fn resource_event(
         id: ids::new_id(),
         event_type: event_type.to_owned(),
         time: OffsetDateTime::now_utc(),
-        resource: Some(EventResource { id: resource.id.clone(), variant: resource.variant, path: resource.path.clone() }),
+        resource: Some(EventResource {
+            id: resource.id.clone(),
+            variant: resource.variant,
+            path: resource.path.clone(),
+        }),
         user_id: None,
         actor: actor.to_owned(),
         payload,
@@ -153,7 +157,8 @@ pub(crate) fn user_event(
     actor: &str,
     payload: serde_json::Value,
 ) -> Result<OutgoingEvent> {
-    let payload = serde_json::value::to_raw_value(&payload).map_err(|e| Error::internal("failed to encode payload", e))?;
+    let payload =
+        serde_json::value::to_raw_value(&payload).map_err(|e| Error::internal("failed to encode payload", e))?;
     let record = EventRecord {
         id: ids::new_id(),
         event_type: event_type.to_owned(),

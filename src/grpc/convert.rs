@@ -64,16 +64,6 @@ pub fn to_permission_level(field: &str, raw: i32) -> Result<PermissionLevel> {
     }
 }
 
-pub fn event_variant(v: EventVariant) -> pb::EventVariant {
-    match v {
-        EventVariant::Created => pb::EventVariant::Created,
-        EventVariant::Available => pb::EventVariant::Available,
-        EventVariant::Updated => pb::EventVariant::Updated,
-        EventVariant::Deleted => pb::EventVariant::Deleted,
-        EventVariant::Snapshotted => pb::EventVariant::Snapshotted,
-    }
-}
-
 /// An event variant from a request; `None` when unspecified.
 pub fn to_event_variant(field: &str, raw: i32) -> Result<Option<EventVariant>> {
     match pb::EventVariant::try_from(raw) {
@@ -88,10 +78,7 @@ pub fn to_event_variant(field: &str, raw: i32) -> Result<Option<EventVariant>> {
 }
 
 pub fn path(entries: &[PathEntry]) -> Vec<pb::ResourceRef> {
-    entries
-        .iter()
-        .map(|e| pb::ResourceRef { id: e.id.clone(), variant: resource_variant(e.variant) as i32 })
-        .collect()
+    entries.iter().map(|e| pb::ResourceRef { id: e.id.clone(), variant: resource_variant(e.variant) as i32 }).collect()
 }
 
 pub fn user(u: &User) -> pb::User {

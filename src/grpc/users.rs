@@ -25,7 +25,8 @@ impl pb::user_service_server::UserService for UserApi {
     async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> Reply<pb::CreateUserResponse> {
         let who = self.app.authenticate(request.metadata()).await?;
         let r = request.into_inner();
-        let new = NewUser { name: r.name, email: r.email, is_admin: r.is_admin, can_create_projects: r.can_create_projects };
+        let new =
+            NewUser { name: r.name, email: r.email, is_admin: r.is_admin, can_create_projects: r.can_create_projects };
         let user = self.app.create_user(&who, new).await?;
         Ok(Response::new(pb::CreateUserResponse { user: Some(convert::user(&user)) }))
     }
@@ -40,7 +41,10 @@ impl pb::user_service_server::UserService for UserApi {
         let who = self.app.authenticate(request.metadata()).await?;
         let r = request.get_ref();
         let (users, next_page_token) = self.app.list_users(&who, r.page_size, &r.page_token)?;
-        Ok(Response::new(pb::ListUsersResponse { users: users.iter().map(|u| convert::user(u)).collect(), next_page_token }))
+        Ok(Response::new(pb::ListUsersResponse {
+            users: users.iter().map(|u| convert::user(u)).collect(),
+            next_page_token,
+        }))
     }
 
     async fn update_user(&self, request: Request<pb::UpdateUserRequest>) -> Reply<pb::UpdateUserResponse> {
@@ -76,7 +80,10 @@ impl pb::user_service_server::UserService for UserApi {
         Ok(Response::new(pb::RevokeTokenResponse {}))
     }
 
-    async fn grant_permission(&self, request: Request<pb::GrantPermissionRequest>) -> Reply<pb::GrantPermissionResponse> {
+    async fn grant_permission(
+        &self,
+        request: Request<pb::GrantPermissionRequest>,
+    ) -> Reply<pb::GrantPermissionResponse> {
         let who = self.app.authenticate(request.metadata()).await?;
         let r = request.get_ref();
         let level = convert::to_permission_level("level", r.level)?;
@@ -94,9 +101,14 @@ impl pb::user_service_server::UserService for UserApi {
         Ok(Response::new(pb::RevokePermissionResponse {}))
     }
 
-    async fn list_permissions(&self, request: Request<pb::ListPermissionsRequest>) -> Reply<pb::ListPermissionsResponse> {
+    async fn list_permissions(
+        &self,
+        request: Request<pb::ListPermissionsRequest>,
+    ) -> Reply<pb::ListPermissionsResponse> {
         let who = self.app.authenticate(request.metadata()).await?;
         let grants = self.app.list_grants(&who, &request.get_ref().user_id)?;
-        Ok(Response::new(pb::ListPermissionsResponse { permissions: grants.iter().map(|g| convert::grant(g)).collect() }))
+        Ok(Response::new(pb::ListPermissionsResponse {
+            permissions: grants.iter().map(|g| convert::grant(g)).collect(),
+        }))
     }
 }

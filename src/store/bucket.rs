@@ -93,7 +93,8 @@ where
     pub async fn put(&self, key: &str, value: T) -> Result<Arc<T>> {
         self.nats.ensure_connected()?;
         let bytes = self.encode(&value)?;
-        let revision = self.kv.put(key, bytes).await.map_err(|e| self.nats.failure("failed to write key-value entry", e))?;
+        let revision =
+            self.kv.put(key, bytes).await.map_err(|e| self.nats.failure("failed to write key-value entry", e))?;
         let value = Arc::new(value);
         self.mirror.put_local(key, revision, value.clone());
         Ok(value)

@@ -78,10 +78,7 @@ impl<T> Mirror<T> {
     /// Every live value whose key and value satisfy `keep`.
     pub fn select(&self, mut keep: impl FnMut(&str, &T) -> bool) -> Vec<Arc<T>> {
         let slots = self.slots.read().expect("mirror lock");
-        slots
-            .iter()
-            .filter_map(|(k, slot)| slot.value.as_ref().filter(|v| keep(k, v)).cloned())
-            .collect()
+        slots.iter().filter_map(|(k, slot)| slot.value.as_ref().filter(|v| keep(k, v)).cloned()).collect()
     }
 }
 

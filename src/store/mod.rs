@@ -93,7 +93,11 @@ impl Nats {
     /// Fails with UNAVAILABLE while disconnected, so that writes are refused
     /// up front instead of being buffered and replayed after a reconnect.
     pub fn ensure_connected(&self) -> Result<()> {
-        if self.is_connected() { Ok(()) } else { Err(Error::Unavailable("NATS is unavailable; try again later".into())) }
+        if self.is_connected() {
+            Ok(())
+        } else {
+            Err(Error::Unavailable("NATS is unavailable; try again later".into()))
+        }
     }
 
     /// Maps a NATS failure: UNAVAILABLE when disconnected or timed out, else internal.
@@ -109,7 +113,11 @@ impl Nats {
 
     /// Creates (or updates to the current settings) a key-value bucket and
     /// opens it as a mirrored [`Bucket`].
-    pub async fn bucket<T>(&self, name: &'static str, shutdown: &tokio_util::sync::CancellationToken) -> anyhow::Result<Bucket<T>>
+    pub async fn bucket<T>(
+        &self,
+        name: &'static str,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Bucket<T>>
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
     {

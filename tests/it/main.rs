@@ -1,1 +1,9 @@
+//! Herald's integration tests: one binary, one module per capability, each
+//! test against its own real nats-server.
 
+mod cli;
+mod events;
+mod resources;
+mod server;
+mod support;
+mod users;

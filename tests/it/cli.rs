@@ -1,0 +1,48 @@
+//! The `herald` binary as a client: tables, JSON and errors.
+
+use tokio::process::Command;
+
+use crate::support::{ADMIN_TOKEN, TestApp};
+
+async fn herald(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--server", &app.url, "--token", ADMIN_TOKEN])
+        .args(args)
+        .env_remove("HERALD_SERVER")
+        .env_remove("HERALD_TOKEN")
+        .output()
+        .await
+        .expect("run herald");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_drives_users_resources_and_events() {
+    let app = TestApp::spawn().await;
+    let (ok, out, err) = herald(&app, &["user", "create", "--name", "alice", "--project-creator"]).await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("ID") && out.contains("alice"), "{out}");
+
+    let (ok, out, err) =
+        herald(&app, &["--json", "resource", "create", "--variant", "project", "--name", "demo"]).await;
+    assert!(ok, "{err}");
+    let project: serde_json::Value = serde_json::from_str(&out).expect("json output");
+    assert_eq!(project["variant"], "RESOURCE_VARIANT_PROJECT");
+    let project_id = project["id"].as_str().unwrap().to_owned();
+
+    let (ok, out, err) =
+        herald(&app, &["emit", &project_id, "--type", "job.completed", "--payload", r#"{"ok":true}"#]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("stored at sequence"), "{out}");
+
+    let (ok, out, _) = herald(&app, &["resource", "ls"]).await;
+    assert!(ok && out.contains("demo") && out.contains("PROJECT"), "{out}");
+
+    let (ok, _, err) = herald(&app, &["emit", &project_id, "--type", "NotDotted"]).await;
+    assert!(!ok);
+    assert!(err.contains("custom_type"), "{err}");
+}
