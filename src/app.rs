@@ -2,15 +2,17 @@
 //! mirrored buckets and the event log. Domain modules (`accounts`,
 //! `resources`, `events`) add their operations as `impl App` blocks.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicUsize};
 
 use anyhow::Context as _;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    auth::reply::ReplyKeys,
     config::Settings,
     domain::{
+        consumer::ConsumerRecord,
         permission::Grant,
         resource::Resource,
         user::{BOOTSTRAP_ADMIN_ID, TokenRecord, User},
@@ -27,7 +29,17 @@ pub struct App {
     pub tokens: Bucket<TokenRecord>,
     pub resources: Bucket<Resource>,
     pub grants: Bucket<Grant>,
+    pub consumers: Bucket<ConsumerRecord>,
     pub events: EventLog,
+    pub reply_keys: ReplyKeys,
+    pub stats: Stats,
+}
+
+/// Live counters of this replica (tests and, later, metrics read them).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Event streams currently open.
+    pub open_streams: AtomicUsize,
 }
 
 impl App {
@@ -39,12 +51,17 @@ impl App {
             tokens: nats.bucket(buckets::TOKENS, shutdown).await?,
             resources: nats.bucket(buckets::RESOURCES, shutdown).await?,
             grants: nats.bucket(buckets::GRANTS, shutdown).await?,
+            consumers: nats.bucket(buckets::CONSUMERS, shutdown).await?,
             events: nats.event_log(&settings).await?,
+            reply_keys: reply_keys(&settings),
+            stats: Stats::default(),
             settings,
             nats,
         };
         app.ensure_bootstrap_admin().await.context("failed to create the bootstrap admin user")?;
-        Ok(Arc::new(app))
+        let app = Arc::new(app);
+        tokio::spawn(app.clone().sweep_consumers(shutdown.clone()));
+        Ok(app)
     }
 
     async fn ensure_bootstrap_admin(&self) -> Result<(), Error> {
@@ -62,6 +79,18 @@ impl App {
         match self.users.create(BOOTSTRAP_ADMIN_ID, admin).await {
             Ok(_) | Err(Error::AlreadyExists(_)) => Ok(()),
             Err(err) => Err(err),
+        }
+    }
+}
+
+fn reply_keys(settings: &Settings) -> ReplyKeys {
+    match &settings.consumers.reply_key {
+        Some(key) => ReplyKeys::new(key.clone(), settings.consumers.previous_reply_key.clone()),
+        None => {
+            tracing::warn!(
+                "consumers.reply_key is not set: using a random key (dev mode); reply tokens die with this process"
+            );
+            ReplyKeys::random()
         }
     }
 }

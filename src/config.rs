@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
 /// Sections of the settings file; `HERALD_<SECTION>_...` variables map into them.
-const SECTIONS: &[&str] = &["grpc", "nats", "events", "log"];
+const SECTIONS: &[&str] = &["grpc", "nats", "events", "consumers", "log"];
 /// `HERALD_*` variables that belong to the CLI, not to the server settings.
 const NOT_SETTINGS: &[&str] = &["server", "token", "config", "json"];
 
@@ -35,6 +35,7 @@ pub struct Settings {
     pub grpc: GrpcSettings,
     pub nats: NatsSettings,
     pub events: EventSettings,
+    pub consumers: ConsumerSettings,
     pub log: LogSettings,
 }
 
@@ -102,6 +103,49 @@ pub struct EventSettings {
     pub duplicate_window: Duration,
 }
 
+/// Scoped event consumers and their reply tokens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerSettings {
+    /// HMAC-SHA256 key signing reply tokens, at least 32 bytes; every replica
+    /// needs the same key. Required unless `dev` (which then uses a random
+    /// per-process key).
+    pub reply_key: Option<SecretString>,
+    /// The key before the last rotation; tokens signed with it stay valid.
+    pub previous_reply_key: Option<SecretString>,
+    /// How long a reply token can be used.
+    #[serde(with = "humantime_serde")]
+    pub reply_ttl: Duration,
+    /// How long a delivered event waits for its acknowledgement before it is
+    /// redelivered.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// Most deliveries of one event; -1 for unlimited.
+    #[serde(deserialize_with = "lenient")]
+    pub max_deliver: i64,
+    /// Most delivered-but-unacknowledged events per consumer.
+    #[serde(deserialize_with = "lenient")]
+    pub max_in_flight: i64,
+    /// A consumer nobody fetched from for this long is removed.
+    #[serde(with = "humantime_serde")]
+    pub inactive_threshold: Duration,
+    /// Most consumers one user may own.
+    #[serde(deserialize_with = "lenient")]
+    pub max_per_user: usize,
+    /// Events a stream buffers for a slow client before it stops pulling.
+    #[serde(deserialize_with = "lenient")]
+    pub stream_buffer: usize,
+    /// A stream with nothing to send sends a keep-alive this often.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// A stream whose NATS connection stays lost this long ends with UNAVAILABLE.
+    #[serde(with = "humantime_serde")]
+    pub stream_outage_grace: Duration,
+    /// Longest redelivery delay a negative acknowledgement may ask for.
+    #[serde(with = "humantime_serde")]
+    pub max_nack_delay: Duration,
+}
+
 /// Logging.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -158,6 +202,25 @@ impl Default for EventSettings {
     }
 }
 
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        ConsumerSettings {
+            reply_key: None,
+            previous_reply_key: None,
+            reply_ttl: Duration::from_secs(15 * 60),
+            ack_wait: Duration::from_secs(60),
+            max_deliver: -1,
+            max_in_flight: 1000,
+            inactive_threshold: Duration::from_secs(24 * 3600),
+            max_per_user: 100,
+            stream_buffer: 64,
+            keepalive_interval: Duration::from_secs(15),
+            stream_outage_grace: Duration::from_secs(30),
+            max_nack_delay: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
 impl Default for LogSettings {
     fn default() -> Self {
         LogSettings { format: LogFormat::Text, filter: "info".into() }
@@ -209,6 +272,12 @@ impl Settings {
         if !(64 * 1024..=256 * 1024 * 1024).contains(&self.grpc.max_message_bytes) {
             return Err(bad("grpc.max_message_bytes", "must be between 65536 and 268435456"));
         }
+        if self.grpc.max_message_bytes < 4 * (self.events.max_payload_bytes + 16 * 1024) {
+            return Err(bad(
+                "grpc.max_message_bytes",
+                "must be at least 4 x (events.max_payload_bytes + 16384) so event batches fit",
+            ));
+        }
         if !(1..=5).contains(&self.nats.replicas) {
             return Err(bad("nats.replicas", "must be between 1 and 5"));
         }
@@ -230,8 +299,53 @@ impl Settings {
         if self.events.max_bytes == 0 || self.events.max_bytes < -1 {
             return Err(bad("events.max_bytes", "must be -1 (unlimited) or positive"));
         }
+        self.validate_consumers()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return Err(bad("log.filter", "is not a valid filter directive"));
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    fn validate_consumers(&self) -> Result<(), ConfigError> {
+        let c = &self.consumers;
+        for (key, value) in
+            [("consumers.reply_key", &c.reply_key), ("consumers.previous_reply_key", &c.previous_reply_key)]
+        {
+            if value.as_ref().is_some_and(|k| k.expose_secret().len() < 32) {
+                return Err(bad(key, "must be at least 32 bytes"));
+            }
+        }
+        if c.reply_key.is_none() && !self.dev {
+            return Err(bad(
+                "consumers.reply_key",
+                "is required (at least 32 bytes, shared by all replicas) unless dev = true",
+            ));
+        }
+        if c.ack_wait < Duration::from_secs(1) || c.ack_wait > Duration::from_secs(12 * 3600) {
+            return Err(bad("consumers.ack_wait", "must be between 1s and 12h"));
+        }
+        if c.reply_ttl < Duration::from_secs(1) {
+            return Err(bad("consumers.reply_ttl", "must be at least 1s"));
+        }
+        if c.max_deliver == 0 || c.max_deliver < -1 {
+            return Err(bad("consumers.max_deliver", "must be -1 (unlimited) or positive"));
+        }
+        if !(1..=100_000).contains(&c.max_in_flight) {
+            return Err(bad("consumers.max_in_flight", "must be between 1 and 100000"));
+        }
+        if c.inactive_threshold < Duration::from_secs(1) {
+            return Err(bad("consumers.inactive_threshold", "must be at least 1s"));
+        }
+        if !(1..=10_000).contains(&c.max_per_user) {
+            return Err(bad("consumers.max_per_user", "must be between 1 and 10000"));
+        }
+        if !(1..=10_000).contains(&c.stream_buffer) {
+            return Err(bad("consumers.stream_buffer", "must be between 1 and 10000"));
+        }
+        if c.keepalive_interval < Duration::from_millis(100) {
+            return Err(bad("consumers.keepalive_interval", "must be at least 100ms"));
         }
         Ok(())
     }
@@ -300,7 +414,7 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        let s = Settings::load(None, Vec::new()).unwrap();
+        let s = Settings::load(None, env(&[("HERALD_DEV", "true")])).unwrap();
         assert_eq!(s.events.max_payload_bytes, 65536);
         assert_eq!(s.events.max_age, Duration::from_secs(604_800));
         assert!(s.nats.url.is_none());
@@ -309,8 +423,8 @@ mod tests {
     #[test]
     fn the_example_file_documents_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
-        let example = Settings::load(Some(&path), Vec::new()).unwrap();
-        let defaults = Settings::default();
+        let example = Settings::load(Some(&path), env(&[("HERALD_DEV", "true")])).unwrap();
+        let defaults = Settings { dev: true, ..Settings::default() };
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
     }
 
@@ -342,13 +456,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.toml");
         std::fs::write(&path, "[events]\nmax_batch = 10\nmax_payload_bytes = 100\n").unwrap();
-        let s = Settings::load(Some(&path), env(&[("HERALD_EVENTS_MAX_BATCH", "20")])).unwrap();
+        let s =
+            Settings::load(Some(&path), env(&[("HERALD_EVENTS_MAX_BATCH", "20"), ("HERALD_DEV", "1")])).unwrap_err();
+        assert!(format!("{s:#}").contains("dev"), "{s:#}");
+        let s = Settings::load(Some(&path), env(&[("HERALD_EVENTS_MAX_BATCH", "20"), ("HERALD_DEV", "true")])).unwrap();
         assert_eq!(s.events.max_batch, 20);
         assert_eq!(s.events.max_payload_bytes, 100);
     }
 
     #[test]
     fn errors_name_the_key() {
+        let err = Settings::load(None, Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("consumers.reply_key"), "{err}");
+        let err = Settings::load(None, env(&[("HERALD_CONSUMERS_REPLY_KEY", "too-short"), ("HERALD_DEV", "true")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("consumers.reply_key"), "{err}");
         let err = Settings::load(None, env(&[("HERALD_EVENTS_MAX_BATCH", "0")])).unwrap_err();
         assert!(err.to_string().contains("events.max_batch"), "{err}");
         let err = Settings::load(None, env(&[("HERALD_EVENTS_MAX_BATCH", "many")])).unwrap_err();

@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod consumers;
 pub mod domain;
 pub mod error;
 pub mod events;

@@ -155,19 +155,9 @@ impl App {
             }
             return Err(err);
         }
-        self.drop_grants_on(&doomed).await;
+        // Grants on deleted resources stay: consumers scoped to them still
+        // need READ to receive the DELETED events; ids are never reused.
         Ok(doomed.iter().map(|r| r.id.clone()).collect())
-    }
-
-    /// Removes grants on deleted resources (best effort: orphaned grants
-    /// grant nothing, as no resource has their id any more).
-    async fn drop_grants_on(&self, deleted: &[Arc<Resource>]) {
-        let orphaned = self.grants.select(|_, g| deleted.iter().any(|r| r.id == g.resource_id));
-        for grant in orphaned {
-            if let Err(err) = self.grants.delete(&grant_key(&grant.user_id, &grant.resource_id)).await {
-                tracing::warn!(error = %err, "failed to remove a grant on a deleted resource");
-            }
-        }
     }
 
     /// Looks up a resource by an id from `field`.

@@ -12,9 +12,10 @@ use crate::{
     app::App,
     config::Settings,
     grpc::{
-        EventApi, ResourceApi, UserApi,
+        EventApi, NotificationApi, ResourceApi, UserApi,
         pb::{
-            self, event_service_server::EventServiceServer, resource_service_server::ResourceServiceServer,
+            self, event_notification_service_server::EventNotificationServiceServer,
+            event_service_server::EventServiceServer, resource_service_server::ResourceServiceServer,
             user_service_server::UserServiceServer,
         },
     },
@@ -62,7 +63,7 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     let addr = listener.local_addr()?;
     // Without TCP_NODELAY small responses wait for delayed ACKs (~40 ms each).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let router = router(&app, &settings).await?;
+    let router = router(&app, &settings, &shutdown).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, tonic_health::ServingStatus::Serving).await;
     let router = router.add_service(health_service);
@@ -85,7 +86,11 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     Ok(Running { addr, app, task })
 }
 
-async fn router(app: &Arc<App>, settings: &Settings) -> anyhow::Result<tonic::transport::server::Router> {
+async fn router(
+    app: &Arc<App>,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<tonic::transport::server::Router> {
     let max = settings.grpc.max_message_bytes;
     let mut builder = Server::builder().http2_keepalive_interval(Some(Duration::from_secs(30)));
     if let (Some(cert), Some(key)) = (&settings.grpc.tls_cert, &settings.grpc.tls_key) {
@@ -110,7 +115,12 @@ async fn router(app: &Arc<App>, settings: &Settings) -> anyhow::Result<tonic::tr
         .add_service(reflection_alpha)
         .add_service(UserServiceServer::new(UserApi::new(app.clone())).max_decoding_message_size(max))
         .add_service(ResourceServiceServer::new(ResourceApi::new(app.clone())).max_decoding_message_size(max))
-        .add_service(EventServiceServer::new(EventApi::new(app.clone())).max_decoding_message_size(max)))
+        .add_service(EventServiceServer::new(EventApi::new(app.clone())).max_decoding_message_size(max))
+        .add_service(
+            EventNotificationServiceServer::new(NotificationApi::new(app.clone(), shutdown.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        ))
 }
 
 async fn set_health(health: &tonic_health::server::HealthReporter, status: tonic_health::ServingStatus) {
@@ -119,6 +129,7 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: tonic
         <UserServiceServer<UserApi> as tonic::server::NamedService>::NAME,
         <ResourceServiceServer<ResourceApi> as tonic::server::NamedService>::NAME,
         <EventServiceServer<EventApi> as tonic::server::NamedService>::NAME,
+        <EventNotificationServiceServer<NotificationApi> as tonic::server::NamedService>::NAME,
     ] {
         health.set_service_status(name, status).await;
     }

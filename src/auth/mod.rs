@@ -6,6 +6,7 @@
 //! grant made a moment ago on another replica is honoured.
 
 mod access;
+pub mod reply;
 pub mod token;
 
 use secrecy::ExposeSecret;

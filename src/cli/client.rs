@@ -10,8 +10,8 @@ use tonic::{
 };
 
 use crate::grpc::pb::{
-    event_service_client::EventServiceClient, resource_service_client::ResourceServiceClient,
-    user_service_client::UserServiceClient,
+    event_notification_service_client::EventNotificationServiceClient, event_service_client::EventServiceClient,
+    resource_service_client::ResourceServiceClient, user_service_client::UserServiceClient,
 };
 
 /// Adds `authorization: Bearer <token>` to each request.
@@ -61,5 +61,10 @@ impl Clients {
 
     pub fn events(&self) -> EventServiceClient<Authed> {
         EventServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn notifications(&self) -> EventNotificationServiceClient<Authed> {
+        EventNotificationServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+            .max_decoding_message_size(256 * 1024 * 1024)
     }
 }

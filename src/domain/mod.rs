@@ -3,6 +3,7 @@
 //!
 //! Nothing here may touch the network, NATS or generated proto types.
 
+pub mod consumer;
 pub mod event;
 pub mod ids;
 pub mod page;

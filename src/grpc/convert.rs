@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use super::pb;
 use crate::{
     domain::{
-        event::EventVariant,
+        event::{EventRecord, EventVariant},
         permission::{Grant, PermissionLevel},
         resource::{PathEntry, Resource, ResourceVariant},
         user::{TokenRecord, User},
@@ -62,6 +62,42 @@ pub fn to_permission_level(field: &str, raw: i32) -> Result<PermissionLevel> {
         Ok(pb::PermissionLevel::Unspecified) => Err(Error::invalid(field, "is required")),
         Err(_) => Err(Error::invalid(field, format!("unknown permission level {raw}"))),
     }
+}
+
+pub fn event_variant(v: EventVariant) -> pb::EventVariant {
+    match v {
+        EventVariant::Created => pb::EventVariant::Created,
+        EventVariant::Available => pb::EventVariant::Available,
+        EventVariant::Updated => pb::EventVariant::Updated,
+        EventVariant::Deleted => pb::EventVariant::Deleted,
+        EventVariant::Snapshotted => pb::EventVariant::Snapshotted,
+    }
+}
+
+/// An event as delivered, from its stored record and stream sequence.
+pub fn event(record: &EventRecord, sequence: u64) -> pb::Event {
+    pb::Event {
+        id: record.id.clone(),
+        sequence,
+        time: Some(timestamp(record.time)),
+        r#type: record.event_type.clone(),
+        variant: record.variant().map_or(pb::EventVariant::Unspecified, event_variant) as i32,
+        resource: record.resource.as_ref().map(|r| pb::event::Resource {
+            id: r.id.clone(),
+            variant: resource_variant(r.variant) as i32,
+            path: path(&r.path),
+        }),
+        user_id: record.user_id.clone().unwrap_or_default(),
+        actor: record.actor.clone(),
+        payload_json: record.payload.as_ref().map(|p| p.get().to_owned()).unwrap_or_default(),
+    }
+}
+
+pub fn duration(field: &str, d: &prost_types::Duration) -> Result<std::time::Duration> {
+    if d.seconds < 0 || d.nanos < 0 {
+        return Err(Error::invalid(field, "must not be negative"));
+    }
+    Ok(std::time::Duration::new(d.seconds as u64, d.nanos as u32))
 }
 
 /// An event variant from a request; `None` when unspecified.

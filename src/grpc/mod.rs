@@ -6,10 +6,12 @@
 
 mod convert;
 mod events;
+mod notifications;
 mod resources;
 mod users;
 
 pub use events::EventApi;
+pub use notifications::NotificationApi;
 pub use resources::ResourceApi;
 pub use users::UserApi;
 

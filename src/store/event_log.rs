@@ -1,5 +1,7 @@
 //! The events stream: its configuration and the pipelined publish path.
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use async_nats::jetstream::{
     self,
@@ -8,7 +10,7 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 
-use super::Nats;
+use super::{Nats, consumers::Handles};
 use crate::{
     config::Settings,
     domain::subject,
@@ -41,9 +43,11 @@ pub struct Stored {
 /// The events stream.
 #[derive(Clone)]
 pub struct EventLog {
-    nats: Nats,
+    pub(super) nats: Nats,
     js: jetstream::Context,
-    stream: stream::Stream,
+    pub(super) stream: Arc<stream::Stream>,
+    pub(super) handles: Handles,
+    pub(super) replicas: usize,
 }
 
 impl EventLog {
@@ -64,7 +68,7 @@ impl EventLog {
         };
         js.create_or_update_stream(config).await.context("failed to create the events stream")?;
         let stream = js.get_stream(EVENTS_STREAM).await.context("failed to open the events stream")?;
-        Ok(EventLog { nats, js, stream })
+        Ok(EventLog { nats, js, stream: Arc::new(stream), handles: Handles::default(), replicas: settings.nats.replicas })
     }
 
     /// The JetStream context (for consumers on the stream).

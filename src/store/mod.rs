@@ -4,7 +4,9 @@
 //! This is the only module that names `async_nats`; the rest of Herald sees
 //! typed buckets ([`Bucket`]) and the event log ([`EventLog`]).
 
+mod ack_subject;
 mod bucket;
+mod consumers;
 pub mod embedded;
 mod event_log;
 mod mirror;
@@ -17,8 +19,10 @@ use async_nats::{
     jetstream::{self, kv, stream::StorageType},
 };
 
+pub use ack_subject::AckSubject;
 pub use bucket::Bucket;
-pub use event_log::{EventLog, OutgoingEvent, Stored};
+pub use consumers::{AckOp, AckOutcome, ConsumerSpec, ConsumerState, Delivery, Pull, ReleaseGuard};
+pub use event_log::{EVENTS_STREAM, EventLog, OutgoingEvent, Stored};
 
 use crate::{
     config::Settings,
@@ -39,6 +43,8 @@ pub mod buckets {
     pub const RESOURCES: &str = "herald_resources";
     /// Permission grants by `<user id>.<resource id>`.
     pub const GRANTS: &str = "herald_grants";
+    /// Event consumer registry by consumer id.
+    pub const CONSUMERS: &str = "herald_consumers";
 }
 
 /// A connection to NATS with its JetStream context.

@@ -2,6 +2,7 @@
 //! test against its own real nats-server.
 
 mod cli;
+mod consumers;
 mod events;
 mod resources;
 mod server;

@@ -16,6 +16,7 @@ use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const REPLY_KEY: &str = "test-reply-key-0123456789abcdef0123456789";
 
 /// The nats-server binary: `HERALD_NATS_SERVER_BIN`, else the project-local install.
 pub fn nats_bin() -> PathBuf {
@@ -67,6 +68,7 @@ pub fn test_settings(nats_url: &str) -> Settings {
     s.nats.url = Some(nats_url.to_owned());
     s.grpc.listen = ([127, 0, 0, 1], 0).into();
     s.admin_token = Some(SecretString::from(ADMIN_TOKEN));
+    s.consumers.reply_key = Some(SecretString::from(REPLY_KEY));
     s.nats.request_timeout = Duration::from_secs(2);
     s
 }
