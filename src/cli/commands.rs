@@ -43,6 +43,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Resource(cmd) => resource(&clients, json, cmd).await,
         Command::Emit(args) => emit(&clients, json, args).await,
+        Command::Consumer(cmd) => super::consume::consumer(&clients, json, cmd).await,
+        Command::Events(cmd) => super::consume::events(&clients, json, cmd).await,
     }
 }
 
@@ -280,7 +282,7 @@ async fn emit(clients: &Clients, json: bool, args: EmitArgs) -> anyhow::Result<(
     Ok(())
 }
 
-fn event_variant(v: EventVariantArg) -> pb::EventVariant {
+pub(super) fn event_variant(v: EventVariantArg) -> pb::EventVariant {
     match v {
         EventVariantArg::Created => pb::EventVariant::Created,
         EventVariantArg::Available => pb::EventVariant::Available,

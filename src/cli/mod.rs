@@ -3,6 +3,7 @@
 
 pub mod client;
 mod commands;
+mod consume;
 mod output;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -64,6 +65,88 @@ pub enum Command {
     Resource(ResourceCommand),
     /// Emit an event on a resource.
     Emit(EmitArgs),
+    /// Manage event consumers.
+    #[command(subcommand)]
+    Consumer(ConsumerCommand),
+    /// Read events from a consumer.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+/// `herald consumer ...`
+#[derive(Debug, Subcommand)]
+pub enum ConsumerCommand {
+    /// Create a consumer; prints its id.
+    Create(ConsumerArgs),
+    /// List your consumers.
+    Ls,
+    /// Show a consumer with its pending and in-flight counts.
+    Info {
+        /// The consumer id.
+        id: String,
+    },
+    /// Delete a consumer.
+    Rm {
+        /// The consumer id.
+        id: String,
+    },
+}
+
+/// Arguments of `herald consumer create`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["resource", "user", "announcements", "all"]))]
+pub struct ConsumerArgs {
+    /// Watch this resource.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// With --resource: also everything below it.
+    #[arg(long, requires = "resource")]
+    pub subtree: bool,
+    /// Watch this user's account events.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Watch announcements.
+    #[arg(long)]
+    pub announcements: bool,
+    /// Watch every event (admins).
+    #[arg(long)]
+    pub all: bool,
+    /// Start: `new` (default), `all`, `seq:<N>` or `time:<RFC 3339>`.
+    #[arg(long, default_value = "new")]
+    pub from: String,
+    /// Only these variants (repeatable).
+    #[arg(long = "variant")]
+    pub variants: Vec<EventVariantArg>,
+    /// Only these custom types, `job.*` for a prefix (repeatable).
+    #[arg(long = "type")]
+    pub types: Vec<String>,
+}
+
+/// `herald events ...`
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Fetch one batch of events.
+    Fetch {
+        /// The consumer id.
+        consumer: String,
+        /// Most events to fetch (1 to 1000).
+        #[arg(long, default_value_t = 10)]
+        batch: u32,
+        /// How long to wait when none are available (up to 30s).
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+        /// Acknowledge the fetched events.
+        #[arg(long)]
+        ack: bool,
+    },
+    /// Print events as they arrive until interrupted.
+    Stream {
+        /// The consumer id.
+        consumer: String,
+        /// Acknowledge each event after printing it.
+        #[arg(long)]
+        ack: bool,
+    },
 }
 
 /// Arguments of `herald serve`.

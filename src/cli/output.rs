@@ -8,15 +8,27 @@ use crate::grpc::pb;
 
 /// Prints `message` as proto3 JSON. `full_name` is its proto name, e.g. `herald.v1.User`.
 pub fn print_json<M: Message>(full_name: &str, message: &M) -> anyhow::Result<()> {
-    let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)?;
-    let descriptor =
-        pool.get_message_by_name(full_name).ok_or_else(|| anyhow::anyhow!("unknown message {full_name}"))?;
-    let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())?;
+    let dynamic = dynamic(full_name, message)?;
     let options = SerializeOptions::new().skip_default_fields(false);
     let mut out = serde_json::Serializer::pretty(std::io::stdout());
     dynamic.serialize_with_options(&mut out, &options)?;
     println!();
     Ok(())
+}
+
+/// Prints `message` as one line of compact proto3 JSON (for streams).
+pub fn print_json_line<M: Message>(full_name: &str, message: &M) -> anyhow::Result<()> {
+    let dynamic = dynamic(full_name, message)?;
+    println!("{}", serde_json::to_string(&dynamic)?);
+    Ok(())
+}
+
+/// `message` as a reflective message of type `full_name`, for JSON output.
+fn dynamic<M: Message>(full_name: &str, message: &M) -> anyhow::Result<DynamicMessage> {
+    let pool = DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)?;
+    let descriptor =
+        pool.get_message_by_name(full_name).ok_or_else(|| anyhow::anyhow!("unknown message {full_name}"))?;
+    Ok(DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())?)
 }
 
 /// Prints rows under headers with aligned columns.

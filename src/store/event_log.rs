@@ -68,7 +68,13 @@ impl EventLog {
         };
         js.create_or_update_stream(config).await.context("failed to create the events stream")?;
         let stream = js.get_stream(EVENTS_STREAM).await.context("failed to open the events stream")?;
-        Ok(EventLog { nats, js, stream: Arc::new(stream), handles: Handles::default(), replicas: settings.nats.replicas })
+        Ok(EventLog {
+            nats,
+            js,
+            stream: Arc::new(stream),
+            handles: Handles::default(),
+            replicas: settings.nats.replicas,
+        })
     }
 
     /// The JetStream context (for consumers on the stream).

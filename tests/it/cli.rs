@@ -45,4 +45,17 @@ async fn the_cli_drives_users_resources_and_events() {
     let (ok, _, err) = herald(&app, &["emit", &project_id, "--type", "NotDotted"]).await;
     assert!(!ok);
     assert!(err.contains("custom_type"), "{err}");
+
+    let (ok, consumer, err) =
+        herald(&app, &["consumer", "create", "--resource", &project_id, "--subtree", "--from", "all"]).await;
+    assert!(ok, "{err}");
+    let consumer = consumer.trim().to_owned();
+    let (ok, out, err) = herald(&app, &["events", "fetch", &consumer, "--batch", "10", "--wait", "2s", "--ack"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("job.completed") && out.contains(r#"{"ok":true}"#), "{out}");
+    assert!(!err.contains("ack of event"), "every ack succeeded: {err}");
+    let (ok, out, _) = herald(&app, &["consumer", "info", &consumer]).await;
+    assert!(ok && out.contains("IN FLIGHT"), "{out}");
+    let (ok, out, err) = herald(&app, &["--json", "events", "fetch", &consumer]).await;
+    assert!(ok && out.trim().is_empty(), "all acknowledged: {out} {err}");
 }

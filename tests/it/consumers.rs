@@ -555,15 +555,13 @@ async fn a_disconnected_stream_client_frees_its_server_side_work() {
     let mut stream = open_stream(&admin, &consumer).await;
     next_event(&mut stream).await;
     drop(stream);
-    let state = eventually(Duration::from_secs(15), "the stream task and its pull requests to end", || async {
+    eventually(Duration::from_secs(15), "the stream task and its pull requests to end", || async {
         let state = app.app.events.consumer_state(&consumer).await.unwrap().unwrap();
-        (app.app.stats.open_streams.load(Ordering::SeqCst) == 0 && state.waiting == 0).then_some(state)
+        (app.app.stats.open_streams.load(Ordering::SeqCst) == 0 && state.waiting == 0).then_some(())
     })
     .await;
-    let in_flight = state.in_flight as usize;
-    assert!(in_flight < EVENTS, "bounded buffering: the server did not pull all {EVENTS} events");
     // Everything not handed to the client is available again at once (long
-    // before the 300 s ack wait).
+    // before the 300 s ack wait): fetch until nothing more comes.
     let mut rest = Vec::new();
     loop {
         let got = fetch(&admin, &consumer, 1000, Duration::from_millis(500)).await;
@@ -572,7 +570,12 @@ async fn a_disconnected_stream_client_frees_its_server_side_work() {
         }
         rest.extend(got);
     }
-    assert_eq!(rest.len(), EVENTS - in_flight, "only what reached the client stays in flight");
+    let state = app.app.events.consumer_state(&consumer).await.unwrap().unwrap();
+    assert_eq!(state.pending, 0, "nothing is stuck behind the dead stream");
+    let reached_client = state.in_flight as usize - rest.len();
+    // Only what HTTP/2 flow control (a 64 KiB window, ~28 of these events)
+    // let through to the client stays in flight until the ack wait.
+    assert!((1..=48).contains(&reached_client), "{reached_client} events stayed in flight");
 }
 
 #[tokio::test]
