@@ -11,12 +11,15 @@ use crate::{
     domain::{
         event::system,
         ids,
-        page::{page_size, paginate},
+        page::{Order, page_size, paginate},
         permission::{Grant, PermissionLevel, grant_key},
+        personal::NoticeVariant,
+        resource::Resource,
         user::{BOOTSTRAP_ADMIN_ID, TokenRecord, User},
     },
     error::{Error, Result},
     events::user_event,
+    personal::Outgoing,
 };
 
 /// Longest user, token and resource name.
@@ -74,7 +77,7 @@ impl App {
     pub fn list_users(&self, who: &Principal, size: u32, token: &str) -> Result<(Vec<Arc<User>>, String)> {
         who.require_admin()?;
         let size = page_size(size)?;
-        Ok(paginate(self.users.select(|_, _| true), |u| u.id.as_str(), size, token))
+        Ok(paginate(self.users.select(|_, _| true), |u| u.id.as_str(), size, token, Order::Ascending))
     }
 
     /// Changes a user's global rights (admin only) and emits `herald.user.updated`.
@@ -208,8 +211,16 @@ impl App {
                 "previous_level": previous.as_ref().map(|g| g.level.as_str()),
             }),
         )?;
+        let notice = self.grant_notice(who, &resource, user_id, previous.as_ref().map(|g| g.level), level);
         let grant = self.grants.put(&key, grant).await?;
-        if let Err(err) = self.publish_system(vec![event]).await {
+        let stored = async {
+            self.publish_system(vec![event]).await?;
+            match notice {
+                Some(notice) => self.notify(vec![notice]).await,
+                None => Ok(()),
+            }
+        };
+        if let Err(err) = stored.await {
             let _ = match previous {
                 Some(previous) => self.grants.put(&key, (*previous).clone()).await.map(drop),
                 None => self.grants.delete(&key).await,
@@ -217,6 +228,37 @@ impl App {
             return Err(err);
         }
         Ok(grant)
+    }
+
+    /// The personal notification a grant sends: GRANTED for a new grant,
+    /// UPDATED for a changed level, none when the level stays the same.
+    fn grant_notice(
+        &self,
+        who: &Principal,
+        resource: &Resource,
+        user_id: &str,
+        previous: Option<PermissionLevel>,
+        level: PermissionLevel,
+    ) -> Option<Outgoing> {
+        let by = self.user_ref(&who.user_id);
+        let what = format!("{} \"{}\"", resource.variant.as_str().to_lowercase(), resource.name);
+        let (variant, message) = match previous {
+            None => (
+                NoticeVariant::PermissionGranted,
+                format!("{} granted you {} on {what}", by.display_name, level.as_str()),
+            ),
+            Some(old) if old != level => (
+                NoticeVariant::PermissionUpdated,
+                format!(
+                    "{} changed your permission on {what} from {} to {}",
+                    by.display_name,
+                    old.as_str(),
+                    level.as_str()
+                ),
+            ),
+            Some(_) => return None,
+        };
+        Some(Outgoing::new(user_id, variant, message, vec![by, Self::resource_ref(resource)]))
     }
 
     /// Removes a user's grant on a resource (needs ADMIN there) and emits
@@ -237,10 +279,23 @@ impl App {
             &who.user_id,
             json!({"resource_id": resource_id, "resource_variant": resource.variant.as_str(), "level": grant.level.as_str()}),
         )?;
+        let by = self.user_ref(&who.user_id);
+        let message = format!(
+            "{} revoked your {} permission on {} \"{}\"",
+            by.display_name,
+            grant.level.as_str(),
+            resource.variant.as_str().to_lowercase(),
+            resource.name
+        );
+        let notice =
+            Outgoing::new(user_id, NoticeVariant::PermissionRevoked, message, vec![by, Self::resource_ref(&resource)]);
         self.grants.delete(&key).await?;
-        // The revocation stands even when its event cannot be stored.
+        // The revocation stands even when its event or notification cannot be stored.
         if let Err(err) = self.publish_system(vec![event]).await {
             tracing::warn!(error = %err, user_id, resource_id, "permission revoked but its event was not stored");
+        }
+        if let Err(err) = self.notify(vec![notice]).await {
+            tracing::warn!(error = %err, user_id, resource_id, "permission revoked but the user was not notified");
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use crate::{
         user::{BOOTSTRAP_ADMIN_ID, TokenRecord, User},
     },
     error::Error,
-    store::{Bucket, EventLog, Nats, buckets},
+    store::{Bucket, EventLog, Nats, PersonalLog, buckets},
 };
 
 /// One replica's view of Herald's state (all of it lives in NATS).
@@ -31,6 +31,7 @@ pub struct App {
     pub grants: Bucket<Grant>,
     pub consumers: Bucket<ConsumerRecord>,
     pub events: EventLog,
+    pub personal: PersonalLog,
     pub reply_keys: ReplyKeys,
     pub stats: Stats,
 }
@@ -53,6 +54,7 @@ impl App {
             grants: nats.bucket(buckets::GRANTS, shutdown).await?,
             consumers: nats.bucket(buckets::CONSUMERS, shutdown).await?,
             events: nats.event_log(&settings).await?,
+            personal: nats.personal_log(&settings).await?,
             reply_keys: reply_keys(&settings),
             stats: Stats::default(),
             settings,

@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
 /// Sections of the settings file; `HERALD_<SECTION>_...` variables map into them.
-const SECTIONS: &[&str] = &["grpc", "nats", "events", "consumers", "log"];
+const SECTIONS: &[&str] = &["grpc", "nats", "events", "consumers", "personal", "log"];
 /// `HERALD_*` variables that belong to the CLI, not to the server settings.
 const NOT_SETTINGS: &[&str] = &["server", "token", "config", "json"];
 
@@ -36,6 +36,7 @@ pub struct Settings {
     pub nats: NatsSettings,
     pub events: EventSettings,
     pub consumers: ConsumerSettings,
+    pub personal: PersonalSettings,
     pub log: LogSettings,
 }
 
@@ -146,6 +147,23 @@ pub struct ConsumerSettings {
     pub max_nack_delay: Duration,
 }
 
+/// Personal notifications.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PersonalSettings {
+    /// Most unacknowledged notifications kept per user; beyond it the oldest
+    /// is dropped.
+    #[serde(deserialize_with = "lenient")]
+    pub max_per_user: i64,
+    /// How long unacknowledged notifications are kept; 0s keeps them until
+    /// acknowledged.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// One access request per requester and resource per this interval.
+    #[serde(with = "humantime_serde")]
+    pub access_request_interval: Duration,
+}
+
 /// Logging.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -217,6 +235,16 @@ impl Default for ConsumerSettings {
             keepalive_interval: Duration::from_secs(15),
             stream_outage_grace: Duration::from_secs(30),
             max_nack_delay: Duration::from_secs(12 * 3600),
+        }
+    }
+}
+
+impl Default for PersonalSettings {
+    fn default() -> Self {
+        PersonalSettings {
+            max_per_user: 1000,
+            max_age: Duration::ZERO,
+            access_request_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -300,6 +328,15 @@ impl Settings {
             return Err(bad("events.max_bytes", "must be -1 (unlimited) or positive"));
         }
         self.validate_consumers()?;
+        if !(1..=100_000).contains(&self.personal.max_per_user) {
+            return Err(bad("personal.max_per_user", "must be between 1 and 100000"));
+        }
+        if !self.personal.max_age.is_zero() && self.personal.max_age < Duration::from_secs(60) {
+            return Err(bad("personal.max_age", "must be 0s (keep until acknowledged) or at least 1m"));
+        }
+        if self.personal.access_request_interval < Duration::from_secs(1) {
+            return Err(bad("personal.access_request_interval", "must be at least 1s"));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return Err(bad("log.filter", "is not a valid filter directive"));
         }

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod personal;
 pub mod resources;
 pub mod server;
 pub mod store;

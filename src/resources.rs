@@ -11,7 +11,7 @@ use crate::{
     domain::{
         event::EventVariant,
         ids,
-        page::{page_size, paginate},
+        page::{Order, page_size, paginate},
         permission::{Grant, PermissionLevel, grant_key},
         resource::{Resource, ResourceVariant},
     },
@@ -107,7 +107,7 @@ impl App {
             self.require(who, &parent, PermissionLevel::Read).await?;
             self.resources.select(|_, r| r.parent_id.as_deref() == Some(parent_id))
         };
-        Ok(paginate(items, |r| r.id.as_str(), size, token))
+        Ok(paginate(items, |r| r.id.as_str(), size, token, Order::Ascending))
     }
 
     /// Deletes a resource (needs WRITE) and, when `recursive`, everything

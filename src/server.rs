@@ -12,11 +12,12 @@ use crate::{
     app::App,
     config::Settings,
     grpc::{
-        EventApi, NotificationApi, ResourceApi, UserApi,
+        EventApi, NotificationApi, PersonalApi, ResourceApi, UserApi,
         pb::{
             self, event_notification_service_server::EventNotificationServiceServer,
-            event_service_server::EventServiceServer, resource_service_server::ResourceServiceServer,
-            user_service_server::UserServiceServer,
+            event_service_server::EventServiceServer,
+            personal_notification_service_server::PersonalNotificationServiceServer,
+            resource_service_server::ResourceServiceServer, user_service_server::UserServiceServer,
         },
     },
     store::{
@@ -120,6 +121,11 @@ async fn router(
             EventNotificationServiceServer::new(NotificationApi::new(app.clone(), shutdown.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
+        )
+        .add_service(
+            PersonalNotificationServiceServer::new(PersonalApi::new(app.clone(), shutdown.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
         ))
 }
 
@@ -130,6 +136,7 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: tonic
         <ResourceServiceServer<ResourceApi> as tonic::server::NamedService>::NAME,
         <EventServiceServer<EventApi> as tonic::server::NamedService>::NAME,
         <EventNotificationServiceServer<NotificationApi> as tonic::server::NamedService>::NAME,
+        <PersonalNotificationServiceServer<PersonalApi> as tonic::server::NamedService>::NAME,
     ] {
         health.set_service_status(name, status).await;
     }

@@ -11,6 +11,7 @@ use tonic::{
 
 use crate::grpc::pb::{
     event_notification_service_client::EventNotificationServiceClient, event_service_client::EventServiceClient,
+    personal_notification_service_client::PersonalNotificationServiceClient,
     resource_service_client::ResourceServiceClient, user_service_client::UserServiceClient,
 };
 
@@ -61,6 +62,11 @@ impl Clients {
 
     pub fn events(&self) -> EventServiceClient<Authed> {
         EventServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn personal(&self) -> PersonalNotificationServiceClient<Authed> {
+        PersonalNotificationServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+            .max_decoding_message_size(256 * 1024 * 1024)
     }
 
     pub fn notifications(&self) -> EventNotificationServiceClient<Authed> {

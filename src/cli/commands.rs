@@ -45,6 +45,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Emit(args) => emit(&clients, json, args).await,
         Command::Consumer(cmd) => super::consume::consumer(&clients, json, cmd).await,
         Command::Events(cmd) => super::consume::events(&clients, json, cmd).await,
+        Command::Notifications(cmd) => super::inbox::notifications(&clients, json, cmd).await,
+        Command::Access(cmd) => super::inbox::access(&clients, json, cmd).await,
+        Command::Announce { message } => super::inbox::announce(&clients, json, message).await,
     }
 }
 

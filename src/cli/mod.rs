@@ -4,6 +4,7 @@
 pub mod client;
 mod commands;
 mod consume;
+mod inbox;
 mod output;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -71,6 +72,52 @@ pub enum Command {
     /// Read events from a consumer.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Your personal notifications.
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
+    /// Ask for access to resources.
+    #[command(subcommand)]
+    Access(AccessCommand),
+    /// Send an announcement to every user (admin).
+    Announce {
+        /// The announcement text.
+        message: String,
+    },
+}
+
+/// `herald notifications ...`
+#[derive(Debug, Subcommand)]
+pub enum NotificationsCommand {
+    /// List your notifications, newest first.
+    Ls {
+        /// Page size (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Continue after this page token.
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// Acknowledge (remove) notifications by id.
+    Ack {
+        /// Notification ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Print new notifications as they arrive until interrupted.
+    Watch,
+}
+
+/// `herald access ...`
+#[derive(Debug, Subcommand)]
+pub enum AccessCommand {
+    /// Ask the administrators of a resource for access.
+    Request {
+        /// The resource.
+        resource_id: String,
+        /// Why you need access.
+        #[arg(long)]
+        message: String,
+    },
 }
 
 /// `herald consumer ...`

@@ -60,6 +60,8 @@ pub mod system {
     pub const PERMISSION_GRANTED: &str = "herald.permission.granted";
     /// One of the user's permissions was revoked.
     pub const PERMISSION_REVOKED: &str = "herald.permission.revoked";
+    /// An admin's announcement to every user.
+    pub const ANNOUNCEMENT: &str = "herald.announcement";
 }
 
 /// Checks a custom (producer-defined) type name, naming `field` on error.

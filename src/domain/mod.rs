@@ -8,6 +8,7 @@ pub mod event;
 pub mod ids;
 pub mod page;
 pub mod permission;
+pub mod personal;
 pub mod resource;
 pub mod subject;
 pub mod user;

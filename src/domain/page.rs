@@ -17,11 +17,32 @@ pub fn page_size(requested: u32) -> Result<usize> {
     }
 }
 
-/// Sorts `items` by `key` and returns the page after `token` plus the token
-/// of the next page (empty on the last page).
-pub fn paginate<T>(mut items: Vec<T>, key: impl Fn(&T) -> &str, size: usize, token: &str) -> (Vec<T>, String) {
-    items.sort_by(|a, b| key(a).cmp(key(b)));
-    let start = if token.is_empty() { 0 } else { items.partition_point(|item| key(item) <= token) };
+/// Listing order by key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    Ascending,
+    /// Newest first, for time-ordered ids.
+    Descending,
+}
+
+/// Sorts `items` by `key` in `order` and returns the page after `token` plus
+/// the token of the next page (empty on the last page).
+pub fn paginate<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> &str,
+    size: usize,
+    token: &str,
+    order: Order,
+) -> (Vec<T>, String) {
+    let after = |item: &T| match order {
+        Order::Ascending => key(item) <= token,
+        Order::Descending => key(item) >= token,
+    };
+    items.sort_by(|a, b| match order {
+        Order::Ascending => key(a).cmp(key(b)),
+        Order::Descending => key(b).cmp(key(a)),
+    });
+    let start = if token.is_empty() { 0 } else { items.partition_point(after) };
     let mut page: Vec<T> = items.into_iter().skip(start).take(size + 1).collect();
     let next = if page.len() > size {
         page.truncate(size);
@@ -39,17 +60,24 @@ mod tests {
     #[test]
     fn pages_cover_every_item_once_in_order() {
         let items: Vec<String> = (0..7).map(|i| format!("id{i}")).collect();
-        let mut seen = Vec::new();
-        let mut token = String::new();
-        loop {
-            let (page, next) = paginate(items.clone(), |s| s.as_str(), 3, &token);
-            seen.extend(page);
-            if next.is_empty() {
-                break;
+        for order in [Order::Ascending, Order::Descending] {
+            let mut seen = Vec::new();
+            let mut token = String::new();
+            loop {
+                let (page, next) = paginate(items.clone(), |s| s.as_str(), 3, &token, order);
+                assert!(page.len() <= 3);
+                seen.extend(page);
+                if next.is_empty() {
+                    break;
+                }
+                token = next;
             }
-            token = next;
+            let mut expected = items.clone();
+            if order == Order::Descending {
+                expected.reverse();
+            }
+            assert_eq!(seen, expected, "{order:?}");
         }
-        assert_eq!(seen, items);
     }
 
     #[test]

@@ -7,11 +7,13 @@
 mod convert;
 mod events;
 mod notifications;
+mod personal;
 mod resources;
 mod users;
 
 pub use events::EventApi;
 pub use notifications::NotificationApi;
+pub use personal::PersonalApi;
 pub use resources::ResourceApi;
 pub use users::UserApi;
 

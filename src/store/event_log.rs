@@ -40,6 +40,45 @@ pub struct Stored {
     pub duplicate: bool,
 }
 
+/// Publishes `messages` pipelined (all sent, then all acknowledgements
+/// awaited) to whichever Herald stream captures their subjects. Fails with
+/// UNAVAILABLE when any was not confirmed, saying how many were.
+pub(super) async fn publish_pipelined(
+    nats: &Nats,
+    js: &jetstream::Context,
+    messages: Vec<OutgoingEvent>,
+) -> Result<Vec<Stored>> {
+    nats.ensure_connected()?;
+    let total = messages.len();
+    let mut pending = Vec::with_capacity(total);
+    for message in messages {
+        let mut publish = PublishMessage::build().payload(message.body);
+        if let Some(id) = &message.dedup_id {
+            publish = publish.message_id(id);
+        }
+        pending.push((message.event_id, js.send_publish(message.subject, publish).await));
+    }
+    let mut stored = Vec::with_capacity(total);
+    let mut failed = None;
+    for (event_id, ack) in pending {
+        match ack {
+            Ok(future) => match future.await {
+                Ok(ack) => stored.push(Stored { event_id, sequence: ack.sequence, duplicate: ack.duplicate }),
+                Err(err) => failed = Some(err.to_string()),
+            },
+            Err(err) => failed = Some(err.to_string()),
+        }
+    }
+    if let Some(err) = failed {
+        tracing::warn!(error = %err, stored = stored.len(), total, "publish not confirmed");
+        return Err(Error::Unavailable(format!(
+            "stored {} of {total} messages before NATS failed ({err}); retry with idempotency keys to avoid duplicates",
+            stored.len()
+        )));
+    }
+    Ok(stored)
+}
+
 /// The events stream.
 #[derive(Clone)]
 pub struct EventLog {
@@ -82,39 +121,10 @@ impl EventLog {
         &self.js
     }
 
-    /// Publishes `events` pipelined (all sent, then all acknowledgements
-    /// awaited) and returns where each was stored, in order. Fails with
-    /// UNAVAILABLE when any event was not confirmed, saying how many were.
+    /// Publishes `events` pipelined and returns where each was stored, in
+    /// order (see [`publish_pipelined`]). Duplicates report the original id.
     pub async fn publish(&self, events: Vec<OutgoingEvent>) -> Result<Vec<Stored>> {
-        self.nats.ensure_connected()?;
-        let total = events.len();
-        let mut pending = Vec::with_capacity(total);
-        for event in events {
-            let mut publish = PublishMessage::build().payload(event.body);
-            if let Some(id) = &event.dedup_id {
-                publish = publish.message_id(id);
-            }
-            let ack = self.js.send_publish(event.subject, publish).await;
-            pending.push((event.event_id, ack));
-        }
-        let mut stored = Vec::with_capacity(total);
-        let mut failed = None;
-        for (event_id, ack) in pending {
-            match ack {
-                Ok(future) => match future.await {
-                    Ok(ack) => stored.push(Stored { event_id, sequence: ack.sequence, duplicate: ack.duplicate }),
-                    Err(err) => failed = Some(err.to_string()),
-                },
-                Err(err) => failed = Some(err.to_string()),
-            }
-        }
-        if let Some(err) = failed {
-            tracing::warn!(error = %err, stored = stored.len(), total, "event publish not confirmed");
-            return Err(Error::Unavailable(format!(
-                "stored {} of {total} events before NATS failed ({err}); retry with idempotency keys to avoid duplicates",
-                stored.len()
-            )));
-        }
+        let mut stored = publish_pipelined(&self.nats, &self.js, events).await?;
         for entry in stored.iter_mut().filter(|s| s.duplicate) {
             entry.event_id = self.event_id_at(entry.sequence).await?;
         }

@@ -10,6 +10,7 @@ mod consumers;
 pub mod embedded;
 mod event_log;
 mod mirror;
+mod personal;
 
 use std::{sync::Arc, time::Duration};
 
@@ -23,6 +24,7 @@ pub use ack_subject::AckSubject;
 pub use bucket::Bucket;
 pub use consumers::{AckOp, AckOutcome, ConsumerSpec, ConsumerState, Delivery, Pull, ReleaseGuard};
 pub use event_log::{EVENTS_STREAM, EventLog, OutgoingEvent, Stored};
+pub use personal::{PERSONAL_STREAM, PersonalLog, PersonalWatch, StoredNotice};
 
 use crate::{
     config::Settings,
@@ -145,6 +147,11 @@ impl Nats {
     /// Creates (or updates) the events stream and opens it.
     pub async fn event_log(&self, settings: &Settings) -> anyhow::Result<EventLog> {
         EventLog::open(self.clone(), self.js.clone(), settings).await
+    }
+
+    /// Creates (or updates) the personal notifications stream and opens it.
+    pub async fn personal_log(&self, settings: &Settings) -> anyhow::Result<PersonalLog> {
+        PersonalLog::open(self.clone(), self.js.clone(), settings).await
     }
 
     /// Flushes and closes the connection.

@@ -58,4 +58,16 @@ async fn the_cli_drives_users_resources_and_events() {
     assert!(ok && out.contains("IN FLIGHT"), "{out}");
     let (ok, out, err) = herald(&app, &["--json", "events", "fetch", &consumer]).await;
     assert!(ok && out.trim().is_empty(), "all acknowledged: {out} {err}");
+
+    let (ok, out, err) = herald(&app, &["announce", "hello everyone"]).await;
+    assert!(ok && out.contains("notified 2 user(s)"), "{out} {err}");
+    let (ok, out, _) = herald(&app, &["notifications", "ls"]).await;
+    assert!(ok && out.contains("ANNOUNCEMENT") && out.contains("hello everyone"), "{out}");
+    let (_, out, _) = herald(&app, &["--json", "notifications", "ls"]).await;
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = listed["notifications"][0]["id"].as_str().unwrap().to_owned();
+    let (ok, out, _) = herald(&app, &["notifications", "ack", &id, "nope"]).await;
+    assert!(ok && out.contains("acknowledged 1"), "{out}");
+    let (ok, _, err) = herald(&app, &["access", "request", &project_id, "--message", "please"]).await;
+    assert!(!ok && err.contains("nobody but you"), "the admin administers it alone: {err}");
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod consumers;
 mod events;
+mod personal;
 mod resources;
 mod server;
 mod support;
