@@ -8,6 +8,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod consumers;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod events;

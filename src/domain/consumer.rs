@@ -62,9 +62,16 @@ pub struct ConsumerRecord {
 }
 
 impl ConsumerRecord {
+    /// The JetStream filter subjects selecting exactly this consumer's events.
+    pub fn filter_subjects(&self) -> Vec<String> {
+        target_filter_subjects(&self.target, &self.variants, &self.custom_types)
+    }
+}
+
+impl Target {
     /// The subject scope of the target.
     pub fn scope(&self) -> Scope {
-        match &self.target {
+        match self {
             Target::Resource { path, include_subresources, .. } => {
                 Scope::Resource { path: path.clone(), include_subresources: *include_subresources }
             }
@@ -73,21 +80,21 @@ impl ConsumerRecord {
             Target::All => Scope::All,
         }
     }
+}
 
-    /// The type filters of the consumer (empty: every type).
-    pub fn type_filters(&self) -> Vec<TypeFilter> {
-        let variants = self.variants.iter().map(|v| TypeFilter::Exact(v.clone()));
-        let custom = self.custom_types.iter().map(|t| match t.strip_suffix(".*") {
-            Some(prefix) => TypeFilter::Prefix(prefix.to_owned()),
-            None => TypeFilter::Exact(t.clone()),
-        });
-        variants.chain(custom).collect()
-    }
+/// Type filters from variant names and custom types or `prefix.*` globs.
+pub fn type_filters(variants: &[String], custom_types: &[String]) -> Vec<TypeFilter> {
+    let variants = variants.iter().map(|v| TypeFilter::Exact(v.clone()));
+    let custom = custom_types.iter().map(|t| match t.strip_suffix(".*") {
+        Some(prefix) => TypeFilter::Prefix(prefix.to_owned()),
+        None => TypeFilter::Exact(t.clone()),
+    });
+    variants.chain(custom).collect()
+}
 
-    /// The JetStream filter subjects selecting exactly this consumer's events.
-    pub fn filter_subjects(&self) -> Vec<String> {
-        filter_subjects(&self.scope(), &self.type_filters())
-    }
+/// The JetStream filter subjects selecting `target` limited to the types.
+pub fn target_filter_subjects(target: &Target, variants: &[String], custom_types: &[String]) -> Vec<String> {
+    filter_subjects(&target.scope(), &type_filters(variants, custom_types))
 }
 
 /// Checks custom type filters: exact dotted names (system `herald.*` types
