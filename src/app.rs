@@ -14,11 +14,14 @@ use crate::{
     domain::{
         consumer::ConsumerRecord,
         permission::Grant,
+        subscription::{SubscriptionRecord, SubscriptionStatus},
         resource::Resource,
         user::{BOOTSTRAP_ADMIN_ID, TokenRecord, User},
     },
     error::Error,
-    store::{Bucket, EventLog, Nats, PersonalLog, buckets},
+    delivery::{guard::NetworkGuard, http::Sender, outcome::RetryPolicy},
+    store::{AttemptLog, Bucket, EventLog, Nats, PersonalLog, buckets},
+    subscriptions::EventTypeRecord,
 };
 
 /// One replica's view of Herald's state (all of it lives in NATS).
@@ -30,9 +33,16 @@ pub struct App {
     pub resources: Bucket<Resource>,
     pub grants: Bucket<Grant>,
     pub consumers: Bucket<ConsumerRecord>,
+    pub subscriptions: Bucket<SubscriptionRecord>,
+    pub subscription_status: Bucket<SubscriptionStatus>,
+    pub event_types: Bucket<EventTypeRecord>,
     pub events: EventLog,
     pub personal: PersonalLog,
+    pub attempts: AttemptLog,
     pub reply_keys: ReplyKeys,
+    pub network_guard: NetworkGuard,
+    pub sender: Sender,
+    pub retry_policy: RetryPolicy,
     pub stats: Stats,
 }
 
@@ -47,15 +57,28 @@ impl App {
     /// Creates (idempotently) every stream and bucket, loads the mirrors and
     /// makes sure the bootstrap admin user exists.
     pub async fn open(settings: Arc<Settings>, nats: Nats, shutdown: &CancellationToken) -> anyhow::Result<Arc<App>> {
+        let allowed = settings.delivery.allowed_networks.iter().filter_map(|n| n.parse().ok()).collect();
+        let guard = NetworkGuard::new(allowed);
         let app = App {
             users: nats.bucket(buckets::USERS, shutdown).await?,
             tokens: nats.bucket(buckets::TOKENS, shutdown).await?,
             resources: nats.bucket(buckets::RESOURCES, shutdown).await?,
             grants: nats.bucket(buckets::GRANTS, shutdown).await?,
             consumers: nats.bucket(buckets::CONSUMERS, shutdown).await?,
+            subscriptions: nats.bucket(buckets::SUBSCRIPTIONS, shutdown).await?,
+            subscription_status: nats.bucket(buckets::SUBSCRIPTION_STATUS, shutdown).await?,
+            event_types: nats.bucket(buckets::EVENT_TYPES, shutdown).await?,
             events: nats.event_log(&settings).await?,
             personal: nats.personal_log(&settings).await?,
+            attempts: nats.attempt_log(&settings).await?,
             reply_keys: reply_keys(&settings),
+            network_guard: guard.clone(),
+            sender: Sender::new(guard, settings.delivery.request_timeout).context("failed to build the HTTP client")?,
+            retry_policy: RetryPolicy {
+                schedule: settings.delivery.retry_schedule.clone(),
+                jitter: settings.delivery.retry_jitter,
+                max_retry_after: settings.delivery.max_retry_after,
+            },
             stats: Stats::default(),
             settings,
             nats,
@@ -63,6 +86,7 @@ impl App {
         app.ensure_bootstrap_admin().await.context("failed to create the bootstrap admin user")?;
         let app = Arc::new(app);
         tokio::spawn(app.clone().sweep_consumers(shutdown.clone()));
+        tokio::spawn(crate::delivery::run_workers(app.clone(), shutdown.clone()));
         Ok(app)
     }
 

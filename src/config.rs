@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
 /// Sections of the settings file; `HERALD_<SECTION>_...` variables map into them.
-const SECTIONS: &[&str] = &["grpc", "nats", "events", "consumers", "personal", "log"];
+const SECTIONS: &[&str] = &["grpc", "nats", "events", "consumers", "personal", "delivery", "log"];
 /// `HERALD_*` variables that belong to the CLI, not to the server settings.
 const NOT_SETTINGS: &[&str] = &["server", "token", "config", "json"];
 
@@ -37,6 +37,7 @@ pub struct Settings {
     pub events: EventSettings,
     pub consumers: ConsumerSettings,
     pub personal: PersonalSettings,
+    pub delivery: DeliverySettings,
     pub log: LogSettings,
 }
 
@@ -164,6 +165,62 @@ pub struct PersonalSettings {
     pub access_request_interval: Duration,
 }
 
+/// Webhook delivery.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliverySettings {
+    /// Timeout of one webhook request; the subscription consumers' ack wait is
+    /// four times this, so a slow request is never redelivered while in flight.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Delays before the 2nd, 3rd, ... attempt; after the last, a failing
+    /// event is given up (and stays in the attempt log for resending).
+    #[serde(deserialize_with = "lenient_durations")]
+    pub retry_schedule: Vec<Duration>,
+    /// Random spread of each retry delay, 0 to 0.5 (0.2 = +-20%).
+    #[serde(deserialize_with = "lenient")]
+    pub retry_jitter: f64,
+    /// Longest `Retry-After` honoured; longer ones are cut to it.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_after: Duration,
+    /// A subscription failing without a success for this long is disabled.
+    #[serde(with = "humantime_serde")]
+    pub disable_after: Duration,
+    /// Concurrent requests per subscription per replica (ordered ones: 1).
+    #[serde(deserialize_with = "lenient")]
+    pub max_concurrency: usize,
+    /// Events delivered or awaiting a retry per subscription before the
+    /// subscription's consumer stops handing out more.
+    #[serde(deserialize_with = "lenient")]
+    pub max_pending: i64,
+    /// Networks (CIDR) webhooks may reach although they are internal, e.g.
+    /// "127.0.0.1/32" for tests; comma-separated in the environment.
+    #[serde(deserialize_with = "lenient_list")]
+    pub allowed_networks: Vec<String>,
+    /// How long a rotated-out signing secret keeps signing.
+    #[serde(with = "humantime_serde")]
+    pub secret_rotation_grace: Duration,
+    /// How long delivery attempts are kept in the attempt log.
+    #[serde(with = "humantime_serde")]
+    pub attempt_log_max_age: Duration,
+    /// Most attempts kept per subscription (oldest dropped).
+    #[serde(deserialize_with = "lenient")]
+    pub attempt_log_per_subscription: i64,
+    /// Most events one `ReplayEvents` call delivers.
+    #[serde(deserialize_with = "lenient")]
+    pub max_replay: usize,
+    /// Most subscriptions one user may own.
+    #[serde(deserialize_with = "lenient")]
+    pub max_per_user: usize,
+}
+
+impl DeliverySettings {
+    /// The ack wait of subscription consumers.
+    pub fn ack_wait(&self) -> Duration {
+        (self.request_timeout * 4).max(Duration::from_secs(2))
+    }
+}
+
 /// Logging.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -245,6 +302,27 @@ impl Default for PersonalSettings {
             max_per_user: 1000,
             max_age: Duration::ZERO,
             access_request_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        let h = |hours: u64| Duration::from_secs(hours * 3600);
+        DeliverySettings {
+            request_timeout: Duration::from_secs(15),
+            retry_schedule: vec![Duration::from_secs(5), Duration::from_secs(300), Duration::from_secs(1800), h(2), h(5), h(10), h(10)],
+            retry_jitter: 0.2,
+            max_retry_after: h(1),
+            disable_after: h(5 * 24),
+            max_concurrency: 16,
+            max_pending: 1000,
+            allowed_networks: Vec::new(),
+            secret_rotation_grace: h(24),
+            attempt_log_max_age: h(30 * 24),
+            attempt_log_per_subscription: 1000,
+            max_replay: 10_000,
+            max_per_user: 100,
         }
     }
 }
@@ -337,6 +415,7 @@ impl Settings {
         if self.personal.access_request_interval < Duration::from_secs(1) {
             return Err(bad("personal.access_request_interval", "must be at least 1s"));
         }
+        self.validate_delivery()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return Err(bad("log.filter", "is not a valid filter directive"));
         }
@@ -383,6 +462,43 @@ impl Settings {
         }
         if c.keepalive_interval < Duration::from_millis(100) {
             return Err(bad("consumers.keepalive_interval", "must be at least 100ms"));
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    fn validate_delivery(&self) -> Result<(), ConfigError> {
+        let d = &self.delivery;
+        if d.request_timeout < Duration::from_millis(100) || d.request_timeout > Duration::from_secs(300) {
+            return Err(bad("delivery.request_timeout", "must be between 100ms and 5m"));
+        }
+        if d.retry_schedule.len() > 20 || d.retry_schedule.iter().any(|r| *r > Duration::from_secs(7 * 24 * 3600)) {
+            return Err(bad("delivery.retry_schedule", "may have at most 20 delays of at most 7d each"));
+        }
+        if !(0.0..=0.5).contains(&d.retry_jitter) {
+            return Err(bad("delivery.retry_jitter", "must be between 0 and 0.5"));
+        }
+        if !(1..=256).contains(&d.max_concurrency) {
+            return Err(bad("delivery.max_concurrency", "must be between 1 and 256"));
+        }
+        if !(1..=100_000).contains(&d.max_pending) {
+            return Err(bad("delivery.max_pending", "must be between 1 and 100000"));
+        }
+        if let Some(bad_net) = d.allowed_networks.iter().find(|n| n.parse::<ipnet::IpNet>().is_err()) {
+            return Err(bad("delivery.allowed_networks", format!("{bad_net:?} is not a CIDR network like 127.0.0.1/32")));
+        }
+        if !(1..=100_000).contains(&d.attempt_log_per_subscription) {
+            return Err(bad("delivery.attempt_log_per_subscription", "must be between 1 and 100000"));
+        }
+        if !(1..=1_000_000).contains(&d.max_replay) {
+            return Err(bad("delivery.max_replay", "must be between 1 and 1000000"));
+        }
+        if !(1..=10_000).contains(&d.max_per_user) {
+            return Err(bad("delivery.max_per_user", "must be between 1 and 10000"));
+        }
+        if d.disable_after < Duration::from_secs(60) {
+            return Err(bad("delivery.disable_after", "must be at least 1m"));
         }
         Ok(())
     }
@@ -441,6 +557,28 @@ where
     }
 }
 
+/// A list, or (from the environment) a comma-separated string.
+fn lenient_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        List(Vec<String>),
+    }
+    Ok(match Either::deserialize(deserializer)? {
+        Either::List(list) => list,
+        Either::Text(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+    })
+}
+
+/// Durations like "5s" as a list, or a comma-separated string.
+fn lenient_durations<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Duration>, D::Error> {
+    lenient_list(deserializer)?
+        .iter()
+        .map(|s| humantime::parse_duration(s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}"))))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,6 +624,19 @@ mod tests {
         assert_eq!(s.events.max_batch, 50);
         assert_eq!(s.events.max_age, Duration::from_secs(2 * 86_400));
         assert!(s.dev);
+        let s = Settings::load(
+            None,
+            env(&[
+                ("HERALD_DEV", "true"),
+                ("HERALD_DELIVERY_ALLOWED_NETWORKS", "127.0.0.1/32, 10.0.0.0/8"),
+                ("HERALD_DELIVERY_RETRY_SCHEDULE", "1s,2m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.delivery.allowed_networks, ["127.0.0.1/32", "10.0.0.0/8"]);
+        assert_eq!(s.delivery.retry_schedule, [Duration::from_secs(1), Duration::from_secs(120)]);
+        let err = Settings::load(None, env(&[("HERALD_DEV", "true"), ("HERALD_DELIVERY_ALLOWED_NETWORKS", "localhost")]));
+        assert!(err.unwrap_err().to_string().contains("delivery.allowed_networks"));
     }
 
     #[test]

@@ -17,4 +17,5 @@ pub mod personal;
 pub mod resources;
 pub mod server;
 pub mod store;
+pub mod subscriptions;
 pub mod telemetry;

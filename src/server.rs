@@ -12,12 +12,13 @@ use crate::{
     app::App,
     config::Settings,
     grpc::{
-        EventApi, NotificationApi, PersonalApi, ResourceApi, UserApi,
+        EventApi, NotificationApi, PersonalApi, ResourceApi, SubscriptionApi, UserApi,
         pb::{
             self, event_notification_service_server::EventNotificationServiceServer,
             event_service_server::EventServiceServer,
             personal_notification_service_server::PersonalNotificationServiceServer,
-            resource_service_server::ResourceServiceServer, user_service_server::UserServiceServer,
+            resource_service_server::ResourceServiceServer, subscription_service_server::SubscriptionServiceServer,
+            user_service_server::UserServiceServer,
         },
     },
     store::{
@@ -126,6 +127,11 @@ async fn router(
             PersonalNotificationServiceServer::new(PersonalApi::new(app.clone(), shutdown.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
+        )
+        .add_service(
+            SubscriptionServiceServer::new(SubscriptionApi::new(app.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
         ))
 }
 
@@ -137,6 +143,7 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: tonic
         <EventServiceServer<EventApi> as tonic::server::NamedService>::NAME,
         <EventNotificationServiceServer<NotificationApi> as tonic::server::NamedService>::NAME,
         <PersonalNotificationServiceServer<PersonalApi> as tonic::server::NamedService>::NAME,
+        <SubscriptionServiceServer<SubscriptionApi> as tonic::server::NamedService>::NAME,
     ] {
         health.set_service_status(name, status).await;
     }

@@ -12,7 +12,8 @@ use tonic::{
 use crate::grpc::pb::{
     event_notification_service_client::EventNotificationServiceClient, event_service_client::EventServiceClient,
     personal_notification_service_client::PersonalNotificationServiceClient,
-    resource_service_client::ResourceServiceClient, user_service_client::UserServiceClient,
+    resource_service_client::ResourceServiceClient, subscription_service_client::SubscriptionServiceClient,
+    user_service_client::UserServiceClient,
 };
 
 /// Adds `authorization: Bearer <token>` to each request.
@@ -62,6 +63,11 @@ impl Clients {
 
     pub fn events(&self) -> EventServiceClient<Authed> {
         EventServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+    }
+
+    pub fn subscriptions(&self) -> SubscriptionServiceClient<Authed> {
+        SubscriptionServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
+            .max_decoding_message_size(256 * 1024 * 1024)
     }
 
     pub fn personal(&self) -> PersonalNotificationServiceClient<Authed> {

@@ -90,7 +90,7 @@ impl App {
         }
     }
 
-    async fn resolve_target(&self, who: &Principal, target: Option<TargetRequest>) -> Result<Target> {
+    pub(crate) async fn resolve_target(&self, who: &Principal, target: Option<TargetRequest>) -> Result<Target> {
         match target.ok_or_else(|| Error::invalid("target", "is required"))? {
             TargetRequest::Resource { resource_id, include_subresources } => {
                 ids::check_id("target.resource.resource_id", &resource_id)?;

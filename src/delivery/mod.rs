@@ -4,5 +4,38 @@
 
 pub mod condition;
 pub mod guard;
+pub mod http;
 pub mod outcome;
 pub mod signing;
+mod worker;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+
+/// How often the worker set is reconciled with the subscriptions.
+const RECONCILE_EVERY: Duration = Duration::from_millis(250);
+
+/// Keeps one worker running per enabled subscription until `shutdown`.
+pub async fn run_workers(app: Arc<App>, shutdown: CancellationToken) {
+    let mut workers: HashMap<String, JoinHandle<()>> = HashMap::new();
+    loop {
+        workers.retain(|_, handle| !handle.is_finished());
+        for sub in app.subscriptions.select(|_, s| s.disabled.is_none()) {
+            if !workers.contains_key(&sub.id) {
+                let task = worker::run(app.clone(), sub.id.clone(), shutdown.child_token());
+                workers.insert(sub.id.clone(), tokio::spawn(task));
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+        }
+    }
+    for (_, handle) in workers {
+        let _ = handle.await;
+    }
+}

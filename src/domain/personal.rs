@@ -13,6 +13,8 @@ pub enum NoticeVariant {
     PermissionRevoked,
     PermissionUpdated,
     Announcement,
+    /// One of the user's webhook subscriptions was disabled.
+    SubscriptionDisabled,
 }
 
 /// The kind of thing a reference points at.
@@ -21,6 +23,7 @@ pub enum NoticeVariant {
 pub enum ReferenceKind {
     User,
     Resource,
+    Subscription,
 }
 
 /// A typed pointer from a notification to a user or resource.

@@ -60,6 +60,7 @@ impl App {
         }
         let mut allowed: HashMap<String, std::sync::Arc<Resource>> = HashMap::new();
         let mut outgoing = Vec::with_capacity(requests.len());
+        let mut types = Vec::with_capacity(requests.len());
         for (i, request) in requests.into_iter().enumerate() {
             let field = |name: &str| if batch { format!("events[{i}].{name}") } else { name.to_owned() };
             ids::check_id(&field("resource_id"), &request.resource_id)?;
@@ -89,8 +90,13 @@ impl App {
             let mut event = resource_event(&resource, &event_type, &who.user_id, payload)?;
             event.dedup_id = dedup_id;
             outgoing.push(event);
+            types.push(event_type);
         }
-        self.events.publish(outgoing).await
+        let stored = self.events.publish(outgoing).await?;
+        types.sort();
+        types.dedup();
+        self.note_event_types(types.iter().map(String::as_str));
+        Ok(stored)
     }
 
     fn check_payload(&self, field: &str, payload: &str) -> Result<Option<Box<RawValue>>> {

@@ -5,7 +5,9 @@ use time::OffsetDateTime;
 
 use super::pb;
 use crate::{
+    consumers::TargetRequest,
     domain::{
+        consumer::Target,
         event::{EventRecord, EventVariant},
         permission::{Grant, PermissionLevel},
         resource::{PathEntry, Resource, ResourceVariant},
@@ -158,6 +160,48 @@ pub fn resource(r: &Resource) -> pb::Resource {
         created_at: Some(timestamp(r.created_at)),
         created_by: r.created_by.clone(),
     }
+}
+
+/// A consumer or subscription target from a request.
+pub fn target_request(target: Option<pb::ConsumerTarget>) -> Option<TargetRequest> {
+    use pb::consumer_target::Target as T;
+    Some(match target?.target? {
+        T::Resource(r) => {
+            TargetRequest::Resource { resource_id: r.resource_id, include_subresources: r.include_subresources }
+        }
+        T::UserId(user_id) => TargetRequest::User(user_id),
+        T::Announcements(_) => TargetRequest::Announcements,
+        T::All(_) => TargetRequest::All,
+    })
+}
+
+pub fn target(target: &Target) -> pb::ConsumerTarget {
+    use pb::consumer_target::Target as T;
+    let target = match target {
+        Target::Resource { resource_id, include_subresources, .. } => {
+            T::Resource(pb::ResourceTarget { resource_id: resource_id.clone(), include_subresources: *include_subresources })
+        }
+        Target::User { user_id } => T::UserId(user_id.clone()),
+        Target::Announcements => T::Announcements(pb::Empty {}),
+        Target::All => T::All(pb::Empty {}),
+    };
+    pb::ConsumerTarget { target: Some(target) }
+}
+
+/// Event variants from a request (`variants[i]` named on error).
+pub fn variants(raw: &[i32]) -> Result<Vec<EventVariant>> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            to_event_variant(&format!("variants[{i}]"), *v)?
+                .ok_or_else(|| Error::invalid(format!("variants[{i}]"), "must not be unspecified"))
+        })
+        .collect()
+}
+
+/// Stored variant names as proto values.
+pub fn variants_pb(names: &[String]) -> Vec<i32> {
+    names.iter().filter_map(|v| EventVariant::from_type(v)).map(|v| event_variant(v) as i32).collect()
 }
 
 #[cfg(test)]

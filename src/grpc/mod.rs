@@ -9,12 +9,14 @@ mod events;
 mod notifications;
 mod personal;
 mod resources;
+mod subscriptions;
 mod users;
 
 pub use events::EventApi;
 pub use notifications::NotificationApi;
 pub use personal::PersonalApi;
 pub use resources::ResourceApi;
+pub use subscriptions::SubscriptionApi;
 pub use users::UserApi;
 
 /// Generated types and stubs of package `herald.v1`.

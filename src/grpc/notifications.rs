@@ -11,9 +11,9 @@ use super::{convert, pb};
 use crate::{
     app::App,
     auth::reply::ReplyToken,
-    consumers::{DeliveredEvent, NewConsumer, ReplyOutcome, ReplyStatus, StreamItem, TargetRequest},
-    domain::consumer::{ConsumerRecord, Start, Target},
-    error::{Error, Result},
+    consumers::{DeliveredEvent, NewConsumer, ReplyOutcome, ReplyStatus, StreamItem},
+    domain::consumer::{ConsumerRecord, Start},
+    error::Result,
     store::{AckOp, ConsumerState},
 };
 
@@ -133,64 +133,35 @@ impl pb::event_notification_service_server::EventNotificationService for Notific
 }
 
 fn new_consumer(r: pb::CreateStreamConsumerRequest) -> Result<NewConsumer> {
-    use pb::{consumer_target::Target as T, start_position::Start as S};
-    let target = match r.target.and_then(|t| t.target) {
-        None => None,
-        Some(T::Resource(res)) => Some(TargetRequest::Resource {
-            resource_id: res.resource_id,
-            include_subresources: res.include_subresources,
-        }),
-        Some(T::UserId(user_id)) => Some(TargetRequest::User(user_id)),
-        Some(T::Announcements(_)) => Some(TargetRequest::Announcements),
-        Some(T::All(_)) => Some(TargetRequest::All),
-    };
+    use pb::start_position::Start as S;
     let start = match r.start.and_then(|s| s.start) {
         None | Some(S::OnlyNew(_)) => Start::New,
         Some(S::All(_)) => Start::All,
         Some(S::FromSequence(sequence)) => Start::FromSequence { sequence },
         Some(S::FromTime(t)) => Start::FromTime { time: convert::from_timestamp("start.from_time", &t)? },
     };
-    let variants = r
-        .variants
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            convert::to_event_variant(&format!("variants[{i}]"), *v)?
-                .ok_or_else(|| Error::invalid(format!("variants[{i}]"), "must not be unspecified"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(NewConsumer { target, start, variants, custom_types: r.custom_types })
+    Ok(NewConsumer {
+        target: convert::target_request(r.target),
+        start,
+        variants: convert::variants(&r.variants)?,
+        custom_types: r.custom_types,
+    })
 }
 
 fn stream_consumer(record: &ConsumerRecord, state: Option<&ConsumerState>) -> pb::StreamConsumer {
-    use pb::{consumer_target::Target as T, start_position::Start as S};
-    let target = match &record.target {
-        Target::Resource { resource_id, include_subresources, .. } => T::Resource(pb::ResourceTarget {
-            resource_id: resource_id.clone(),
-            include_subresources: *include_subresources,
-        }),
-        Target::User { user_id } => T::UserId(user_id.clone()),
-        Target::Announcements => T::Announcements(pb::Empty {}),
-        Target::All => T::All(pb::Empty {}),
-    };
+    use pb::start_position::Start as S;
     let start = match record.start {
         Start::All => S::All(pb::Empty {}),
         Start::New => S::OnlyNew(pb::Empty {}),
         Start::FromSequence { sequence } => S::FromSequence(sequence),
         Start::FromTime { time } => S::FromTime(convert::timestamp(time)),
     };
-    let variants = record
-        .variants
-        .iter()
-        .filter_map(|v| crate::domain::event::EventVariant::from_type(v))
-        .map(|v| convert::event_variant(v) as i32)
-        .collect();
     pb::StreamConsumer {
         id: record.id.clone(),
         owner: record.owner.clone(),
-        target: Some(pb::ConsumerTarget { target: Some(target) }),
+        target: Some(convert::target(&record.target)),
         start: Some(pb::StartPosition { start: Some(start) }),
-        variants,
+        variants: convert::variants_pb(&record.variants),
         custom_types: record.custom_types.clone(),
         created_at: Some(convert::timestamp(record.created_at)),
         last_active_at: state.and_then(|s| s.last_active).map(convert::timestamp),

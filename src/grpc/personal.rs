@@ -101,6 +101,7 @@ fn notification(n: &Notice) -> pb::PersonalNotification {
         NoticeVariant::PermissionRevoked => V::PermissionRevoked,
         NoticeVariant::PermissionUpdated => V::PermissionUpdated,
         NoticeVariant::Announcement => V::Announcement,
+        NoticeVariant::SubscriptionDisabled => V::SubscriptionDisabled,
     };
     pb::PersonalNotification {
         id: n.id.clone(),
@@ -113,6 +114,7 @@ fn notification(n: &Notice) -> pb::PersonalNotification {
                 r#type: match r.kind {
                     ReferenceKind::User => pb::ReferenceType::User,
                     ReferenceKind::Resource => pb::ReferenceType::Resource,
+                    ReferenceKind::Subscription => pb::ReferenceType::Subscription,
                 } as i32,
                 id: r.id.clone(),
                 display_name: r.display_name.clone(),

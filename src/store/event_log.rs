@@ -131,6 +131,28 @@ impl EventLog {
         Ok(stored)
     }
 
+    /// The stored event at `sequence`, if still in the stream.
+    pub async fn event_at(&self, sequence: u64) -> Result<Option<Bytes>> {
+        match self.stream.direct_get(sequence).await {
+            Ok(message) => Ok(Some(message.payload)),
+            Err(e) if e.kind() == async_nats::jetstream::stream::DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.nats.failure("failed to read an event", e)),
+        }
+    }
+
+    /// Stored events on `filters` at or after `since`, up to `cap` events and
+    /// no later than the stream's current last sequence.
+    pub async fn read_since(
+        &self,
+        filters: Vec<String>,
+        since: time::OffsetDateTime,
+        cap: usize,
+    ) -> Result<Vec<super::StoredMessage>> {
+        let until = self.stream.get_info().await.map_err(|e| self.nats.failure("failed to read stream state", e))?;
+        let start = async_nats::jetstream::consumer::DeliverPolicy::ByStartTime { start_time: since };
+        super::scan::read_all(&self.nats, &self.stream, filters, start, cap, until.state.last_sequence).await
+    }
+
     /// The id of the event stored at `sequence`.
     async fn event_id_at(&self, sequence: u64) -> Result<String> {
         #[derive(serde::Deserialize)]

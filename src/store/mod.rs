@@ -5,12 +5,14 @@
 //! typed buckets ([`Bucket`]) and the event log ([`EventLog`]).
 
 mod ack_subject;
+mod attempts;
 mod bucket;
 mod consumers;
 pub mod embedded;
 mod event_log;
 mod mirror;
 mod personal;
+mod scan;
 
 use std::{sync::Arc, time::Duration};
 
@@ -21,10 +23,12 @@ use async_nats::{
 };
 
 pub use ack_subject::AckSubject;
+pub use attempts::{ATTEMPTS_STREAM, AttemptLog};
 pub use bucket::Bucket;
 pub use consumers::{AckOp, AckOutcome, ConsumerSpec, ConsumerState, Delivery, Pull, ReleaseGuard};
 pub use event_log::{EVENTS_STREAM, EventLog, OutgoingEvent, Stored};
-pub use personal::{PERSONAL_STREAM, PersonalLog, PersonalWatch, StoredNotice};
+pub use personal::{PERSONAL_STREAM, PersonalLog, PersonalWatch};
+pub use scan::StoredMessage;
 
 use crate::{
     config::Settings,
@@ -47,6 +51,12 @@ pub mod buckets {
     pub const GRANTS: &str = "herald_grants";
     /// Event consumer registry by consumer id.
     pub const CONSUMERS: &str = "herald_consumers";
+    /// Webhook subscriptions by id.
+    pub const SUBSCRIPTIONS: &str = "herald_subscriptions";
+    /// Live delivery status of subscriptions by id.
+    pub const SUBSCRIPTION_STATUS: &str = "herald_subscription_status";
+    /// Custom event types seen or registered, by name.
+    pub const EVENT_TYPES: &str = "herald_event_types";
 }
 
 /// A connection to NATS with its JetStream context.
@@ -147,6 +157,11 @@ impl Nats {
     /// Creates (or updates) the events stream and opens it.
     pub async fn event_log(&self, settings: &Settings) -> anyhow::Result<EventLog> {
         EventLog::open(self.clone(), self.js.clone(), settings).await
+    }
+
+    /// Creates (or updates) the delivery attempt stream and opens it.
+    pub async fn attempt_log(&self, settings: &Settings) -> anyhow::Result<AttemptLog> {
+        AttemptLog::open(self.clone(), self.js.clone(), settings).await
     }
 
     /// Creates (or updates) the personal notifications stream and opens it.

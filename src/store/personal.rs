@@ -1,19 +1,19 @@
 //! The personal notifications stream (one subject per user, capped per
 //! subject) and the access-request rate limit bucket.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{
     self,
-    consumer::{AckPolicy, DeliverPolicy, pull},
+    consumer::{DeliverPolicy, pull},
     kv,
     stream::{self, DeleteMessageErrorKind, DiscardPolicy, RetentionPolicy, StorageType},
 };
 use bytes::Bytes;
 use futures::StreamExt as _;
 
-use super::{Nats, OutgoingEvent, event_log::publish_pipelined};
+use super::{Nats, OutgoingEvent, event_log::publish_pipelined, scan::{StoredMessage, read_all}};
 use crate::{
     config::Settings,
     error::{Error, Result},
@@ -23,13 +23,6 @@ use crate::{
 pub const PERSONAL_STREAM: &str = "HERALD_PERSONAL";
 const PERSONAL_SUBJECTS: &str = "herald.pn.*";
 const ACCESS_REQUESTS_BUCKET: &str = "herald_access_requests";
-
-/// A stored personal notification message.
-#[derive(Clone, Debug)]
-pub struct StoredNotice {
-    pub sequence: u64,
-    pub payload: Bytes,
-}
 
 /// The personal notifications stream.
 #[derive(Clone)]
@@ -79,39 +72,8 @@ impl PersonalLog {
     }
 
     /// Every stored notification on `subject`, oldest first.
-    pub async fn list(&self, subject: &str) -> Result<Vec<StoredNotice>> {
-        self.nats.ensure_connected()?;
-        let fail =
-            |e: &dyn std::fmt::Display| self.nats.failure("failed to read personal notifications", e.to_string());
-        let consumer = self
-            .stream
-            .create_consumer(pull::Config {
-                filter_subject: subject.to_owned(),
-                deliver_policy: DeliverPolicy::All,
-                ack_policy: AckPolicy::None,
-                inactive_threshold: Duration::from_secs(10),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| fail(&e))?;
-        let mut consumer = consumer;
-        let count = consumer.info().await.map_err(|e| fail(&e))?.num_pending as usize;
-        let mut out = Vec::with_capacity(count);
-        while out.len() < count {
-            let mut batch = consumer.fetch().max_messages(count - out.len()).messages().await.map_err(|e| fail(&e))?;
-            let before = out.len();
-            while let Some(message) = batch.next().await {
-                let message = message.map_err(|e| fail(&e))?;
-                let info = message.info().map_err(|e| fail(&e))?;
-                out.push(StoredNotice { sequence: info.stream_sequence, payload: message.payload.clone() });
-            }
-            if out.len() == before {
-                break; // acknowledged (deleted) meanwhile
-            }
-        }
-        let name = consumer.cached_info().name.clone();
-        let _ = self.stream.delete_consumer(&name).await;
-        Ok(out)
+    pub async fn list(&self, subject: &str) -> Result<Vec<StoredMessage>> {
+        read_all(&self.nats, &self.stream, vec![subject.to_owned()], DeliverPolicy::All, usize::MAX, u64::MAX).await
     }
 
     /// Deletes the notification stored at `sequence`; false when already gone.

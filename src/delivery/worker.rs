@@ -1,0 +1,138 @@
+//! One worker per subscription per replica: pulls from the subscription's
+//! durable consumer (replicas share its events), delivers with bounded
+//! concurrency (one at a time when ordered), and maps each decision to
+//! ack / nak-with-delay / term in one place. A slow or failing endpoint only
+//! ever holds up its own subscription.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::{condition::Condition, outcome::Decision};
+use crate::{
+    app::App,
+    domain::{
+        event::EventRecord,
+        subscription::{AttemptKind, AttemptOutcome, SubscriptionRecord, consumer_name},
+    },
+    store::{AckOp, AckSubject, Delivery},
+};
+
+/// Longest a pull request stays open, so configuration changes apply quickly.
+const PULL_EXPIRY: Duration = Duration::from_secs(2);
+
+/// Runs the worker of subscription `id` until it is deleted or disabled, or shutdown.
+pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
+    let consumer = consumer_name(&id);
+    let mut limiter = RateLimiter::default();
+    let mut condition: Option<(OffsetDateTime, Option<Condition>)> = None;
+    let permits = Arc::new(Semaphore::new(app.settings.delivery.max_concurrency));
+    while !shutdown.is_cancelled() {
+        let Some(sub) = app.subscriptions.cached(&id) else { return };
+        if sub.disabled.is_some() {
+            return;
+        }
+        if let Some(until) = sub.disabled_until.filter(|u| *u > OffsetDateTime::now_utc()) {
+            let wait = (until - OffsetDateTime::now_utc()).unsigned_abs().min(Duration::from_secs(1));
+            tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(wait) => continue }
+        }
+        if condition.as_ref().is_none_or(|(at, _)| *at != sub.updated_at) {
+            let compiled = sub.condition.as_deref().and_then(|c| Condition::parse("condition", c).ok());
+            condition = Some((sub.updated_at, compiled));
+        }
+        let width = if sub.ordered { 1 } else { app.settings.delivery.max_concurrency };
+        let free = permits.available_permits().min(width);
+        if free == 0 {
+            let _ = permits.clone().acquire_owned().await.map(drop);
+            continue;
+        }
+        let mut pull = match app.events.pull(&consumer, free, PULL_EXPIRY).await {
+            Ok(Some(pull)) => pull,
+            Ok(None) => return, // the consumer is gone: the subscription was deleted
+            Err(err) => {
+                tracing::debug!(subscription = %id, error = %err, "pull failed; retrying");
+                tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(500)) => continue }
+            }
+        };
+        let sub = Arc::new(sub.as_ref().clone());
+        let matcher = Arc::new(condition.as_ref().and_then(|(_, c)| c.clone()));
+        loop {
+            let next = tokio::select! { _ = shutdown.cancelled() => return, next = pull.next() => next };
+            let Some(Ok(delivery)) = next else { break };
+            limiter.wait(sub.rate_limit).await;
+            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+            let ordered = sub.ordered;
+            let (app, sub, matcher) = (app.clone(), sub.clone(), matcher.clone());
+            let job = async move {
+                deliver(&app, &sub, matcher.as_ref().as_ref(), delivery).await;
+                drop(permit);
+            };
+            if ordered {
+                job.await;
+            } else {
+                tokio::spawn(job);
+            }
+        }
+    }
+}
+
+/// Delivers one event of a subscription's consumer and settles it.
+async fn deliver(app: &App, sub: &SubscriptionRecord, condition: Option<&Condition>, delivery: Delivery) {
+    let Some(ack) = AckSubject::parse(&delivery.ack_subject) else { return };
+    let settle = |op| async move {
+        if let Err(err) = app.events.acknowledge(&ack, op).await {
+            tracing::warn!(subscription = %sub.id, error = %err, "failed to settle a delivery; it will be redelivered");
+        }
+    };
+    let Ok(event) = serde_json::from_slice::<EventRecord>(&delivery.payload) else {
+        return settle(AckOp::Term).await;
+    };
+    if let Some(condition) = condition {
+        let payload = event.payload.as_ref().and_then(|p| serde_json::from_str(p.get()).ok());
+        if !condition.matches(payload.as_ref()) {
+            return settle(AckOp::Ack).await;
+        }
+    }
+    let attempt = delivery.delivered as u32;
+    let attempted = app.sender.send(sub, &event.id, delivery.payload.clone()).await;
+    let decision = app.retry_policy.decide(attempt, &attempted.response);
+    let (op, outcome, next_at) = match decision {
+        Decision::Delivered => (AckOp::Ack, AttemptOutcome::Delivered, None),
+        Decision::Retry(delay) if app.failing_too_long(sub) => {
+            app.disable_subscription(sub, "it failed without a success for longer than delivery.disable_after").await;
+            (AckOp::Nak(Some(delay)), AttemptOutcome::Disabled, None)
+        }
+        Decision::Retry(delay) => (AckOp::Nak(Some(delay)), AttemptOutcome::RetryScheduled, Some(OffsetDateTime::now_utc() + delay)),
+        Decision::Fail => (AckOp::Term, AttemptOutcome::Failed, None),
+        Decision::Exhausted => (AckOp::Term, AttemptOutcome::Exhausted, None),
+        Decision::Disable => {
+            app.disable_subscription(sub, "the receiver answered 410 Gone").await;
+            (AckOp::Nak(None), AttemptOutcome::Disabled, None)
+        }
+    };
+    let kind = AttemptKind::Delivery;
+    app.log_attempt(sub, &event.id, delivery.stream_sequence, attempt, kind, &attempted, outcome, next_at).await;
+    settle(op).await;
+}
+
+/// A per-worker token bucket (deliveries per second).
+#[derive(Default)]
+struct RateLimiter {
+    next: Option<Instant>,
+}
+
+impl RateLimiter {
+    async fn wait(&mut self, per_second: Option<u32>) {
+        let Some(rate) = per_second.filter(|r| *r > 0) else { return };
+        let interval = Duration::from_secs(1) / rate;
+        let now = Instant::now();
+        let at = self.next.map_or(now, |n| n.max(now));
+        tokio::time::sleep_until(at.into()).await;
+        self.next = Some(at + interval);
+    }
+}
