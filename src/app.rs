@@ -11,15 +11,15 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::reply::ReplyKeys,
     config::Settings,
+    delivery::{guard::NetworkGuard, http::Sender, outcome::RetryPolicy},
     domain::{
         consumer::ConsumerRecord,
         permission::Grant,
-        subscription::{SubscriptionRecord, SubscriptionStatus},
         resource::Resource,
+        subscription::{SubscriptionRecord, SubscriptionStatus},
         user::{BOOTSTRAP_ADMIN_ID, TokenRecord, User},
     },
     error::Error,
-    delivery::{guard::NetworkGuard, http::Sender, outcome::RetryPolicy},
     store::{AttemptLog, Bucket, EventLog, Nats, PersonalLog, buckets},
     subscriptions::EventTypeRecord,
 };

@@ -22,7 +22,10 @@ impl Condition {
     /// Compiles `expression`, naming `field` when it is not valid.
     pub fn parse(field: &str, expression: &str) -> Result<Self> {
         if expression.len() > MAX_CONDITION_LEN {
-            return Err(Error::invalid(field, format!("is {} bytes; the limit is {MAX_CONDITION_LEN}", expression.len())));
+            return Err(Error::invalid(
+                field,
+                format!("is {} bytes; the limit is {MAX_CONDITION_LEN}", expression.len()),
+            ));
         }
         let query = format!("$[?{}]", rebase(expression));
         let path = JsonPath::parse(&query)

@@ -61,7 +61,10 @@ impl Resolve for NetworkGuard {
     fn resolve(&self, name: Name) -> Resolving {
         let guard = self.clone();
         Box::pin(async move {
-            let addrs = guard.check_host(name.as_str(), 0).await.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
+            let addrs = guard
+                .check_host(name.as_str(), 0)
+                .await
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { e.into() })?;
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
@@ -101,7 +104,19 @@ mod tests {
     #[test]
     fn internal_addresses_are_refused_unless_allowed() {
         let guard = NetworkGuard::default();
-        for bad in ["127.0.0.1", "10.1.2.3", "172.20.0.1", "192.168.1.1", "169.254.169.254", "::1", "fd00:ec2::254", "fe80::1", "0.0.0.0", "::ffff:127.0.0.1", "100.100.100.200"] {
+        for bad in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.20.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "0.0.0.0",
+            "::ffff:127.0.0.1",
+            "100.100.100.200",
+        ] {
             assert!(!guard.permits(bad.parse().unwrap()), "{bad} must be refused");
         }
         for good in ["93.184.215.14", "1.1.1.1", "2606:4700::1111"] {

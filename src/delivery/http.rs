@@ -91,7 +91,9 @@ impl Sender {
                 let mut kept = Vec::new();
                 while kept.len() < MAX_LOGGED_BODY {
                     match response.chunk().await {
-                        Ok(Some(chunk)) => kept.extend_from_slice(&chunk[..chunk.len().min(MAX_LOGGED_BODY - kept.len())]),
+                        Ok(Some(chunk)) => {
+                            kept.extend_from_slice(&chunk[..chunk.len().min(MAX_LOGGED_BODY - kept.len())])
+                        }
                         _ => break,
                     }
                 }

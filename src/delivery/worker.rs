@@ -25,6 +25,8 @@ use crate::{
 
 /// Longest a pull request stays open, so configuration changes apply quickly.
 const PULL_EXPIRY: Duration = Duration::from_secs(2);
+/// Events of a subscription that was disabled meanwhile go back with this delay.
+const RELEASE_DELAY: Duration = Duration::from_secs(1);
 
 /// Runs the worker of subscription `id` until it is deleted or disabled, or shutdown.
 pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
@@ -67,15 +69,18 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
             limiter.wait(sub.rate_limit).await;
             let permit = permits.clone().acquire_owned().await.expect("semaphore open");
             let ordered = sub.ordered;
-            let (app, sub, matcher) = (app.clone(), sub.clone(), matcher.clone());
+            let (job_app, sub, matcher) = (app.clone(), sub.clone(), matcher.clone());
             let job = async move {
-                deliver(&app, &sub, matcher.as_ref().as_ref(), delivery).await;
+                deliver(&job_app, &sub, matcher.as_ref().as_ref(), delivery).await;
                 drop(permit);
             };
             if ordered {
                 job.await;
             } else {
                 tokio::spawn(job);
+            }
+            if app.subscriptions.cached(&id).is_none_or(|s| s.disabled.is_some()) {
+                return; // what this pull still brings waits for the ack wait, then for re-enabling
             }
         }
     }
@@ -89,6 +94,9 @@ async fn deliver(app: &App, sub: &SubscriptionRecord, condition: Option<&Conditi
             tracing::warn!(subscription = %sub.id, error = %err, "failed to settle a delivery; it will be redelivered");
         }
     };
+    if app.subscriptions.cached(&sub.id).is_none_or(|s| s.disabled.is_some()) {
+        return settle(AckOp::Nak(Some(RELEASE_DELAY))).await;
+    }
     let Ok(event) = serde_json::from_slice::<EventRecord>(&delivery.payload) else {
         return settle(AckOp::Term).await;
     };
@@ -107,12 +115,14 @@ async fn deliver(app: &App, sub: &SubscriptionRecord, condition: Option<&Conditi
             app.disable_subscription(sub, "it failed without a success for longer than delivery.disable_after").await;
             (AckOp::Nak(Some(delay)), AttemptOutcome::Disabled, None)
         }
-        Decision::Retry(delay) => (AckOp::Nak(Some(delay)), AttemptOutcome::RetryScheduled, Some(OffsetDateTime::now_utc() + delay)),
+        Decision::Retry(delay) => {
+            (AckOp::Nak(Some(delay)), AttemptOutcome::RetryScheduled, Some(OffsetDateTime::now_utc() + delay))
+        }
         Decision::Fail => (AckOp::Term, AttemptOutcome::Failed, None),
         Decision::Exhausted => (AckOp::Term, AttemptOutcome::Exhausted, None),
         Decision::Disable => {
             app.disable_subscription(sub, "the receiver answered 410 Gone").await;
-            (AckOp::Nak(None), AttemptOutcome::Disabled, None)
+            (AckOp::Nak(Some(RELEASE_DELAY)), AttemptOutcome::Disabled, None)
         }
     };
     let kind = AttemptKind::Delivery;

@@ -10,6 +10,6 @@ pub mod page;
 pub mod permission;
 pub mod personal;
 pub mod resource;
-pub mod subscription;
 pub mod subject;
+pub mod subscription;
 pub mod user;

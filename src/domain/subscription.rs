@@ -157,7 +157,10 @@ pub fn check_headers(field: &str, headers: &[(String, String)]) -> Result<()> {
         if RESERVED_HEADERS.contains(&lower.as_str()) || RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p)) {
             return Err(Error::invalid(field, format!("{name:?} is set by Herald and cannot be overridden")));
         }
-        if name.is_empty() || name.len() > MAX_HEADER_LEN || reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        if name.is_empty()
+            || name.len() > MAX_HEADER_LEN
+            || reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+        {
             return Err(Error::invalid(field, format!("{name:?} is not a valid header name")));
         }
         if value.len() > MAX_HEADER_LEN || reqwest::header::HeaderValue::from_str(value).is_err() {

@@ -178,9 +178,10 @@ pub fn target_request(target: Option<pb::ConsumerTarget>) -> Option<TargetReques
 pub fn target(target: &Target) -> pb::ConsumerTarget {
     use pb::consumer_target::Target as T;
     let target = match target {
-        Target::Resource { resource_id, include_subresources, .. } => {
-            T::Resource(pb::ResourceTarget { resource_id: resource_id.clone(), include_subresources: *include_subresources })
-        }
+        Target::Resource { resource_id, include_subresources, .. } => T::Resource(pb::ResourceTarget {
+            resource_id: resource_id.clone(),
+            include_subresources: *include_subresources,
+        }),
         Target::User { user_id } => T::UserId(user_id.clone()),
         Target::Announcements => T::Announcements(pb::Empty {}),
         Target::All => T::All(pb::Empty {}),

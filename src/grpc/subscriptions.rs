@@ -45,7 +45,11 @@ impl pb::subscription_service_server::SubscriptionService for SubscriptionApi {
             url: webhook.url,
             method: method(webhook.method)?,
             headers: headers(webhook.headers),
-            disabled_until: r.disabled_until.as_ref().map(|t| convert::from_timestamp("disabled_until", t)).transpose()?,
+            disabled_until: r
+                .disabled_until
+                .as_ref()
+                .map(|t| convert::from_timestamp("disabled_until", t))
+                .transpose()?,
             ordered: r.ordered,
             rate_limit: r.rate_limit_per_second,
             asymmetric_signatures: r.asymmetric_signatures,
@@ -57,7 +61,10 @@ impl pb::subscription_service_server::SubscriptionService for SubscriptionApi {
         }))
     }
 
-    async fn get_subscription(&self, request: Request<pb::GetSubscriptionRequest>) -> Reply<pb::GetSubscriptionResponse> {
+    async fn get_subscription(
+        &self,
+        request: Request<pb::GetSubscriptionRequest>,
+    ) -> Reply<pb::GetSubscriptionResponse> {
         let who = self.app.authenticate(request.metadata()).await?;
         let (record, status) = self.app.describe_subscription(&who, &request.get_ref().subscription_id).await?;
         Ok(Response::new(pb::GetSubscriptionResponse { subscription: Some(subscription(&record, &status)) }))
@@ -144,7 +151,8 @@ impl pb::subscription_service_server::SubscriptionService for SubscriptionApi {
     ) -> Reply<pb::ListDeliveryAttemptsResponse> {
         let who = self.app.authenticate(request.metadata()).await?;
         let r = request.get_ref();
-        let (listed, next_page_token) = self.app.list_attempts(&who, &r.subscription_id, r.page_size, &r.page_token).await?;
+        let (listed, next_page_token) =
+            self.app.list_attempts(&who, &r.subscription_id, r.page_size, &r.page_token).await?;
         Ok(Response::new(pb::ListDeliveryAttemptsResponse {
             attempts: listed.iter().map(|a| attempt(&a.record)).collect(),
             next_page_token,
@@ -210,7 +218,12 @@ fn subscription(r: &SubscriptionRecord, status: &SubscriptionStatus) -> pb::Subs
                 HttpMethod::Put => pb::HttpMethod::Put,
                 HttpMethod::Patch => pb::HttpMethod::Patch,
             } as i32,
-            headers: r.webhook.headers.iter().map(|(name, value)| pb::Header { name: name.clone(), value: value.clone() }).collect(),
+            headers: r
+                .webhook
+                .headers
+                .iter()
+                .map(|(name, value)| pb::Header { name: name.clone(), value: value.clone() })
+                .collect(),
         }),
         disabled_until: r.disabled_until.map(convert::timestamp),
         ordered: r.ordered,
@@ -253,5 +266,10 @@ fn attempt(a: &AttemptRecord) -> pb::DeliveryAttempt {
 }
 
 fn event_type(t: &EventTypeInfo) -> pb::EventType {
-    pb::EventType { name: t.name.clone(), description: t.description.clone(), builtin: t.builtin, registered: t.registered }
+    pb::EventType {
+        name: t.name.clone(),
+        description: t.description.clone(),
+        builtin: t.builtin,
+        registered: t.registered,
+    }
 }

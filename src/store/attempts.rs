@@ -56,7 +56,8 @@ impl AttemptLog {
 
     /// Appends an attempt record (JSON) for subscription `id`.
     pub async fn append(&self, id: &str, record: Bytes) -> Result<()> {
-        let message = OutgoingEvent { event_id: String::new(), subject: attempts_subject(id), body: record, dedup_id: None };
+        let message =
+            OutgoingEvent { event_id: String::new(), subject: attempts_subject(id), body: record, dedup_id: None };
         publish_pipelined(&self.nats, &self.js, vec![message]).await.map(drop)
     }
 

@@ -13,7 +13,11 @@ use async_nats::jetstream::{
 use bytes::Bytes;
 use futures::StreamExt as _;
 
-use super::{Nats, OutgoingEvent, event_log::publish_pipelined, scan::{StoredMessage, read_all}};
+use super::{
+    Nats, OutgoingEvent,
+    event_log::publish_pipelined,
+    scan::{StoredMessage, read_all},
+};
 use crate::{
     config::Settings,
     error::{Error, Result},

@@ -155,17 +155,16 @@ impl App {
         let sub = self.owned_subscription(who, id).await?;
         ids::check_id("event_id", event_id)?;
         let attempts = self.attempt_records(id).await?;
-        let last = attempts
-            .iter()
-            .filter(|a| a.record.event_id == event_id)
-            .max_by_key(|a| a.record.attempt)
-            .ok_or_else(|| Error::NotFound { what: format!("a delivery attempt of event {event_id} for subscription {id}") })?;
-        let body = self
-            .events
-            .event_at(last.record.sequence)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: format!("event {event_id} (past the events stream's retention)") })?;
-        Ok(self.deliver_once(&sub, event_id, last.record.sequence, last.record.attempt + 1, AttemptKind::Resend, body).await)
+        let last =
+            attempts.iter().filter(|a| a.record.event_id == event_id).max_by_key(|a| a.record.attempt).ok_or_else(
+                || Error::NotFound { what: format!("a delivery attempt of event {event_id} for subscription {id}") },
+            )?;
+        let body = self.events.event_at(last.record.sequence).await?.ok_or_else(|| Error::NotFound {
+            what: format!("event {event_id} (past the events stream's retention)"),
+        })?;
+        Ok(self
+            .deliver_once(&sub, event_id, last.record.sequence, last.record.attempt + 1, AttemptKind::Resend, body)
+            .await)
     }
 
     /// Delivers once each stored event of the subscription's scope since

@@ -70,7 +70,11 @@ pub struct SubscriptionChanges {
 
 impl App {
     /// Creates a subscription; returns it and its signing secret (shown once).
-    pub async fn create_subscription(&self, who: &Principal, new: NewSubscription) -> Result<(Arc<SubscriptionRecord>, String)> {
+    pub async fn create_subscription(
+        &self,
+        who: &Principal,
+        new: NewSubscription,
+    ) -> Result<(Arc<SubscriptionRecord>, String)> {
         ids::check_name("name", &new.name, MAX_SUBSCRIPTION_NAME)?;
         let target = self.resolve_target(who, new.target).await?;
         check_custom_type_filters("custom_types", &new.custom_types)?;
@@ -78,12 +82,14 @@ impl App {
         self.check_destination("webhook.url", &new.url).await?;
         check_headers("webhook.headers", &new.headers)?;
         check_rate_limit(new.rate_limit)?;
-        if self.subscriptions.select(|_, s| s.owner == who.user_id && s.name == new.name).first().is_some() {
+        if !self.subscriptions.select(|_, s| s.owner == who.user_id && s.name == new.name).is_empty() {
             return Err(Error::AlreadyExists(format!("a subscription named {:?}", new.name)));
         }
         let max = self.settings.delivery.max_per_user;
         if self.subscriptions.select(|_, s| s.owner == who.user_id).len() >= max {
-            return Err(Error::ResourceExhausted(format!("you own {max} subscriptions; the limit is {max} (delivery.max_per_user)")));
+            return Err(Error::ResourceExhausted(format!(
+                "you own {max} subscriptions; the limit is {max} (delivery.max_per_user)"
+            )));
         }
         let now = OffsetDateTime::now_utc();
         let secret = signing::new_secret();
@@ -188,7 +194,9 @@ impl App {
         let mut record = (*self.owned_subscription(who, id).await?).clone();
         if let Some(name) = changes.name {
             ids::check_name("name", &name, MAX_SUBSCRIPTION_NAME)?;
-            if name != record.name && !self.subscriptions.select(|_, s| s.owner == record.owner && s.name == name).is_empty() {
+            if name != record.name
+                && !self.subscriptions.select(|_, s| s.owner == record.owner && s.name == name).is_empty()
+            {
                 return Err(Error::AlreadyExists(format!("a subscription named {name:?}")));
             }
             record.name = name;
@@ -220,7 +228,8 @@ impl App {
                 self.subscription_status.put(id, SubscriptionStatus::default()).await?;
             }
             Some(false) => {
-                record.disabled = Some(Disabled { reason: "disabled by its owner".into(), at: OffsetDateTime::now_utc() })
+                record.disabled =
+                    Some(Disabled { reason: "disabled by its owner".into(), at: OffsetDateTime::now_utc() })
             }
             _ => {}
         }

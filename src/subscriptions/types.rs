@@ -87,9 +87,19 @@ impl App {
             return Err(Error::invalid("description", format!("the limit is {MAX_DESCRIPTION} characters")));
         }
         let first_seen = self.event_types.get(name).await?.map_or_else(OffsetDateTime::now_utc, |t| t.first_seen);
-        let record = EventTypeRecord { name: name.to_owned(), description: description.to_owned(), registered: true, first_seen };
+        let record = EventTypeRecord {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            registered: true,
+            first_seen,
+        };
         self.event_types.put(name, record).await?;
-        Ok(EventTypeInfo { name: name.to_owned(), description: description.to_owned(), builtin: false, registered: true })
+        Ok(EventTypeInfo {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            builtin: false,
+            registered: true,
+        })
     }
 
     /// Notes custom types seen in emitted events (in the background; the
@@ -100,8 +110,12 @@ impl App {
                 continue;
             }
             let bucket = self.event_types.clone();
-            let record =
-                EventTypeRecord { name: name.to_owned(), description: String::new(), registered: false, first_seen: OffsetDateTime::now_utc() };
+            let record = EventTypeRecord {
+                name: name.to_owned(),
+                description: String::new(),
+                registered: false,
+                first_seen: OffsetDateTime::now_utc(),
+            };
             tokio::spawn(async move {
                 let name = record.name.clone();
                 match bucket.create(&name, record).await {

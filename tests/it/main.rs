@@ -9,3 +9,4 @@ mod resources;
 mod server;
 mod support;
 mod users;
+mod webhooks;

@@ -1,5 +1,7 @@
 //! Test fixtures: a real nats-server per test, a Herald replica on a free
-//! port, typed clients, and deadline-bounded waiting.
+//! port, typed clients, a webhook receiver, and deadline-bounded waiting.
+
+pub mod receiver;
 
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
@@ -70,6 +72,10 @@ pub fn test_settings(nats_url: &str) -> Settings {
     s.admin_token = Some(SecretString::from(ADMIN_TOKEN));
     s.consumers.reply_key = Some(SecretString::from(REPLY_KEY));
     s.nats.request_timeout = Duration::from_secs(2);
+    s.delivery.allowed_networks = vec!["127.0.0.1/32".into()];
+    s.delivery.retry_schedule = vec![Duration::from_millis(300); 3];
+    s.delivery.retry_jitter = 0.0;
+    s.delivery.request_timeout = Duration::from_secs(3);
     s
 }
 
