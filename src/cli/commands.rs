@@ -11,8 +11,10 @@ use crate::{config::Settings, grpc::pb, server, telemetry};
 
 /// Runs one CLI invocation.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Serve(args) = cli.command {
-        return serve(args).await;
+    match cli.command {
+        Command::Serve(args) => return serve(args).await,
+        Command::Listen { port, secret } => return super::webhook::listen(port, secret).await,
+        _ => {}
     }
     let clients = Clients::connect(&cli.server, cli.token.as_deref()).await?;
     let json = cli.json;
@@ -48,6 +50,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Notifications(cmd) => super::inbox::notifications(&clients, json, cmd).await,
         Command::Access(cmd) => super::inbox::access(&clients, json, cmd).await,
         Command::Announce { message } => super::inbox::announce(&clients, json, message).await,
+        Command::Webhook(cmd) => super::webhook::webhook(&clients, json, cmd).await,
+        Command::Listen { .. } => unreachable!("handled above"),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use anyhow::{Context as _, bail};
 
-use super::{ConsumerArgs, ConsumerCommand, EventsCommand, client::Clients, commands::event_variant, output};
+use super::{ConsumerArgs, ConsumerCommand, EventsCommand, TargetArgs, client::Clients, commands::event_variant, output};
 use crate::grpc::pb::{
     self, consumer_target::Target, get_event_message_stream_response::Message as StreamMessage, start_position::Start,
 };
@@ -54,7 +54,8 @@ pub async fn consumer(clients: &Clients, json: bool, cmd: ConsumerCommand) -> an
     Ok(())
 }
 
-fn create_request(args: ConsumerArgs) -> anyhow::Result<pb::CreateStreamConsumerRequest> {
+/// The proto target named by the command line.
+pub fn target(args: TargetArgs) -> pb::ConsumerTarget {
     let target = if let Some(resource_id) = args.resource {
         Target::Resource(pb::ResourceTarget { resource_id, include_subresources: args.subtree })
     } else if let Some(user) = args.user {
@@ -64,26 +65,33 @@ fn create_request(args: ConsumerArgs) -> anyhow::Result<pb::CreateStreamConsumer
     } else {
         Target::All(pb::Empty {})
     };
+    pb::ConsumerTarget { target: Some(target) }
+}
+
+/// Parses an RFC 3339 time argument.
+pub fn rfc3339(flag: &str, value: &str) -> anyhow::Result<prost_types::Timestamp> {
+    let at = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .with_context(|| format!("{flag} needs an RFC 3339 time such as 2026-01-02T03:04:05Z"))?;
+    Ok(prost_types::Timestamp { seconds: at.unix_timestamp(), nanos: at.nanosecond() as i32 })
+}
+
+fn create_request(args: ConsumerArgs) -> anyhow::Result<pb::CreateStreamConsumerRequest> {
     let start = match args.from.split_once(':') {
         None if args.from == "new" => Start::OnlyNew(pb::Empty {}),
         None if args.from == "all" => Start::All(pb::Empty {}),
         Some(("seq", n)) => Start::FromSequence(n.parse().context("--from seq:<N> needs a number")?),
-        Some(("time", t)) => {
-            let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                .context("--from time:<T> needs an RFC 3339 time such as 2026-01-02T03:04:05Z")?;
-            Start::FromTime(prost_types::Timestamp { seconds: at.unix_timestamp(), nanos: at.nanosecond() as i32 })
-        }
+        Some(("time", t)) => Start::FromTime(rfc3339("--from time:<T>", t)?),
         _ => bail!("--from must be new, all, seq:<N> or time:<RFC 3339>"),
     };
     Ok(pb::CreateStreamConsumerRequest {
-        target: Some(pb::ConsumerTarget { target: Some(target) }),
+        target: Some(target(args.target)),
         start: Some(pb::StartPosition { start: Some(start) }),
-        variants: args.variants.into_iter().map(|v| event_variant(v) as i32).collect(),
-        custom_types: args.types,
+        variants: args.types.variants.into_iter().map(|v| event_variant(v) as i32).collect(),
+        custom_types: args.types.types,
     })
 }
 
-fn describe_target(target: Option<&pb::ConsumerTarget>) -> String {
+pub fn describe_target(target: Option<&pb::ConsumerTarget>) -> String {
     match target.and_then(|t| t.target.as_ref()) {
         Some(Target::Resource(r)) if r.include_subresources => format!("{}/**", r.resource_id),
         Some(Target::Resource(r)) => r.resource_id.clone(),

@@ -5,6 +5,7 @@ pub mod client;
 mod commands;
 mod consume;
 mod inbox;
+mod webhook;
 mod output;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -83,6 +84,111 @@ pub enum Command {
         /// The announcement text.
         message: String,
     },
+    /// Manage webhook subscriptions.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+    /// Run a local webhook receiver that verifies signatures and prints events.
+    Listen {
+        /// Port to listen on (127.0.0.1).
+        #[arg(long, default_value_t = 8787)]
+        port: u16,
+        /// The subscription's whsec_ secret, or its whpk_ public key.
+        #[arg(long, env = "HERALD_WEBHOOK_SECRET", hide_env_values = true)]
+        secret: String,
+    },
+}
+
+/// `herald webhook ...`
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Create a subscription; prints its signing secret once.
+    Create(WebhookArgs),
+    /// List your subscriptions.
+    Ls,
+    /// Show a subscription.
+    Info {
+        /// The subscription id.
+        id: String,
+    },
+    /// Delete a subscription.
+    Rm {
+        /// The subscription id.
+        id: String,
+    },
+    /// Show delivery attempts, newest first.
+    Logs {
+        /// The subscription id.
+        id: String,
+        /// How many attempts (1 to 1000).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Deliver a logged event once more.
+    Resend {
+        /// The subscription id.
+        id: String,
+        /// The event id.
+        event_id: String,
+    },
+    /// Deliver again every stored event since a time.
+    Replay {
+        /// The subscription id.
+        id: String,
+        /// How far back, e.g. 2h, or an RFC 3339 time.
+        #[arg(long)]
+        since: String,
+    },
+    /// Issue a new signing secret (the old one keeps signing for a grace period).
+    RotateSecret {
+        /// The subscription id.
+        id: String,
+    },
+    /// Send a herald.ping test event.
+    Test {
+        /// The subscription id.
+        id: String,
+    },
+    /// Re-enable a disabled subscription.
+    Enable {
+        /// The subscription id.
+        id: String,
+    },
+}
+
+/// Arguments of `herald webhook create`.
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Unique name among your subscriptions.
+    #[arg(long)]
+    pub name: String,
+    /// The receiver's URL.
+    #[arg(long)]
+    pub url: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub types: TypeArgs,
+    /// JSONPath filter on the payload, e.g. "$.status == 'FAILED'".
+    #[arg(long, default_value = "")]
+    pub condition: String,
+    /// POST (default), PUT or PATCH.
+    #[arg(long, default_value = "POST")]
+    pub method: String,
+    /// Custom header `Name: value` (repeatable, at most 10).
+    #[arg(long = "header")]
+    pub headers: Vec<String>,
+    /// Deliver in strict order, one at a time.
+    #[arg(long)]
+    pub ordered: bool,
+    /// Deliveries per second (per replica).
+    #[arg(long, default_value_t = 0)]
+    pub rate_limit: u32,
+    /// Hold deliveries until this RFC 3339 time.
+    #[arg(long)]
+    pub disabled_until: Option<String>,
+    /// Also sign with Ed25519 (v1a).
+    #[arg(long)]
+    pub asymmetric: bool,
 }
 
 /// `herald notifications ...`
@@ -141,8 +247,20 @@ pub enum ConsumerCommand {
 
 /// Arguments of `herald consumer create`.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("target").required(true).args(["resource", "user", "announcements", "all"]))]
 pub struct ConsumerArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Start: `new` (default), `all`, `seq:<N>` or `time:<RFC 3339>`.
+    #[arg(long, default_value = "new")]
+    pub from: String,
+    #[command(flatten)]
+    pub types: TypeArgs,
+}
+
+/// What a consumer or subscription watches.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["resource", "user", "announcements", "all"]))]
+pub struct TargetArgs {
     /// Watch this resource.
     #[arg(long)]
     pub resource: Option<String>,
@@ -158,9 +276,11 @@ pub struct ConsumerArgs {
     /// Watch every event (admins).
     #[arg(long)]
     pub all: bool,
-    /// Start: `new` (default), `all`, `seq:<N>` or `time:<RFC 3339>`.
-    #[arg(long, default_value = "new")]
-    pub from: String,
+}
+
+/// Type filters.
+#[derive(Debug, Args)]
+pub struct TypeArgs {
     /// Only these variants (repeatable).
     #[arg(long = "variant")]
     pub variants: Vec<EventVariantArg>,

@@ -1,5 +1,7 @@
 //! The `herald` binary as a client: tables, JSON and errors.
 
+use std::time::Duration;
+
 use tokio::process::Command;
 
 use crate::support::{ADMIN_TOKEN, TestApp};
@@ -70,4 +72,51 @@ async fn the_cli_drives_users_resources_and_events() {
     assert!(ok && out.contains("acknowledged 1"), "{out}");
     let (ok, _, err) = herald(&app, &["access", "request", &project_id, "--message", "please"]).await;
     assert!(!ok && err.contains("nobody but you"), "the admin administers it alone: {err}");
+}
+
+#[tokio::test]
+async fn webhook_commands_and_the_listen_receiver_work_end_to_end() {
+    let app = TestApp::spawn().await;
+    let (_, out, err) = herald(&app, &["--json", "resource", "create", "--variant", "project", "--name", "hooks"]).await;
+    let project: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{err}"));
+    let project_id = project["id"].as_str().unwrap().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let url = format!("http://127.0.0.1:{port}/");
+    let (ok, out, err) = herald(&app, &[
+        "--json", "webhook", "create", "--name", "cli", "--url", &url, "--resource", &project_id, "--subtree",
+        "--type", "job.*", "--header", "X-From: cli",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let created: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let secret = created["signingSecret"].as_str().unwrap().to_owned();
+    let id = created["subscription"]["id"].as_str().unwrap().to_owned();
+
+    let mut listen = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["listen", "--port", &port, "--secret", &secret])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(listen.stdout.take().unwrap()));
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(first.starts_with("listening on"), "{first}");
+
+    let (ok, _, err) = herald(&app, &["emit", &project_id, "--type", "job.done", "--payload", r#"{"n":7}"#]).await;
+    assert!(ok, "{err}");
+    let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(line.starts_with("verified") && line.contains("job.done") && line.contains(r#"{"n":7}"#), "{line}");
+
+    let (ok, out, _) = herald(&app, &["webhook", "test", &id]).await;
+    assert!(ok && out.contains("TEST") && out.contains("DELIVERED"), "{out}");
+    let line = tokio::time::timeout(Duration::from_secs(15), lines.next_line()).await.unwrap().unwrap().unwrap();
+    assert!(line.contains("herald.ping"), "{line}");
+    let (ok, out, _) = herald(&app, &["webhook", "logs", &id]).await;
+    assert!(ok && out.matches("DELIVERED").count() == 2, "{out}");
+    let (ok, out, _) = herald(&app, &["webhook", "ls"]).await;
+    assert!(ok && out.contains("ACTIVE") && out.contains(&url), "{out}");
+    let (ok, out, _) = herald(&app, &["webhook", "rotate-secret", &id]).await;
+    assert!(ok && out.contains("whsec_"), "{out}");
+    let (ok, _, _) = herald(&app, &["webhook", "rm", &id]).await;
+    assert!(ok);
 }
