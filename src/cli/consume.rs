@@ -2,7 +2,9 @@
 
 use anyhow::{Context as _, bail};
 
-use super::{ConsumerArgs, ConsumerCommand, EventsCommand, TargetArgs, client::Clients, commands::event_variant, output};
+use super::{
+    ConsumerArgs, ConsumerCommand, EventsCommand, TargetArgs, client::Clients, commands::event_variant, output,
+};
 use crate::grpc::pb::{
     self, consumer_target::Target, get_event_message_stream_response::Message as StreamMessage, start_position::Start,
 };

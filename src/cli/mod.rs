@@ -5,8 +5,8 @@ pub mod client;
 mod commands;
 mod consume;
 mod inbox;
-mod webhook;
 mod output;
+mod webhook;
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -102,7 +102,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum WebhookCommand {
     /// Create a subscription; prints its signing secret once.
-    Create(WebhookArgs),
+    Create(Box<WebhookArgs>),
     /// List your subscriptions.
     Ls,
     /// Show a subscription.

@@ -25,7 +25,7 @@ pub async fn webhook(clients: &Clients, json: bool, cmd: WebhookCommand) -> anyh
     let mut api = clients.subscriptions();
     match cmd {
         WebhookCommand::Create(args) => {
-            let reply = api.create_subscription(create_request(args)?).await?.into_inner();
+            let reply = api.create_subscription(create_request(*args)?).await?.into_inner();
             if json {
                 return output::print_json("herald.v1.CreateSubscriptionResponse", &reply);
             }
@@ -47,9 +47,16 @@ pub async fn webhook(clients: &Clients, json: bool, cmd: WebhookCommand) -> anyh
             }
             show(std::slice::from_ref(&sub));
             println!("\nscope:      {}", describe_target(sub.target.as_ref()));
-            println!("types:      {}", if sub.custom_types.is_empty() { "all".into() } else { sub.custom_types.join(", ") });
+            println!(
+                "types:      {}",
+                if sub.custom_types.is_empty() { "all".into() } else { sub.custom_types.join(", ") }
+            );
             println!("condition:  {}", if sub.condition.is_empty() { "-" } else { &sub.condition });
-            println!("last sent:  {}   last error: {}", output::time(sub.last_triggered_at.as_ref()), output::time(sub.last_errored_at.as_ref()));
+            println!(
+                "last sent:  {}   last error: {}",
+                output::time(sub.last_triggered_at.as_ref()),
+                output::time(sub.last_errored_at.as_ref())
+            );
             if !sub.disabled_reason.is_empty() {
                 println!("disabled:   {}", sub.disabled_reason);
             }
@@ -59,7 +66,8 @@ pub async fn webhook(clients: &Clients, json: bool, cmd: WebhookCommand) -> anyh
             println!("deleted");
         }
         WebhookCommand::Logs { id, limit } => {
-            let request = pb::ListDeliveryAttemptsRequest { subscription_id: id, page_size: limit, page_token: String::new() };
+            let request =
+                pb::ListDeliveryAttemptsRequest { subscription_id: id, page_size: limit, page_token: String::new() };
             let reply = api.list_delivery_attempts(request).await?.into_inner();
             if json {
                 return output::print_json("herald.v1.ListDeliveryAttemptsResponse", &reply);
@@ -90,7 +98,8 @@ pub async fn webhook(clients: &Clients, json: bool, cmd: WebhookCommand) -> anyh
             attempt_result(json, reply.attempt)?;
         }
         WebhookCommand::Enable { id } => {
-            let request = pb::UpdateSubscriptionRequest { subscription_id: id, enabled: Some(true), ..Default::default() };
+            let request =
+                pb::UpdateSubscriptionRequest { subscription_id: id, enabled: Some(true), ..Default::default() };
             let reply = api.update_subscription(request).await?.into_inner();
             show(&reply.subscription.into_iter().collect::<Vec<_>>());
         }
@@ -109,7 +118,8 @@ fn create_request(args: WebhookArgs) -> anyhow::Result<pb::CreateSubscriptionReq
         .headers
         .iter()
         .map(|h| {
-            let (name, value) = h.split_once(':').with_context(|| format!("--header {h:?} must look like `Name: value`"))?;
+            let (name, value) =
+                h.split_once(':').with_context(|| format!("--header {h:?} must look like `Name: value`"))?;
             Ok(pb::Header { name: name.trim().to_owned(), value: value.trim().to_owned() })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

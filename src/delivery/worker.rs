@@ -10,21 +10,20 @@ use std::{
 };
 
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::{condition::Condition, outcome::Decision};
 use crate::{
     app::App,
-    domain::{
-        event::EventRecord,
-        subscription::{AttemptKind, AttemptOutcome, SubscriptionRecord, consumer_name},
-    },
+    domain::subscription::{AttemptKind, AttemptOutcome, SubscriptionRecord, consumer_name},
     store::{AckOp, AckSubject, Delivery},
 };
 
 /// Longest a pull request stays open, so configuration changes apply quickly.
 const PULL_EXPIRY: Duration = Duration::from_secs(2);
+/// How often a paused subscription checks whether it was resumed.
+const PAUSE_CHECK: Duration = Duration::from_millis(200);
 /// Events of a subscription that was disabled meanwhile go back with this delay.
 const RELEASE_DELAY: Duration = Duration::from_secs(1);
 
@@ -40,20 +39,17 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
             return;
         }
         if let Some(until) = sub.disabled_until.filter(|u| *u > OffsetDateTime::now_utc()) {
-            let wait = (until - OffsetDateTime::now_utc()).unsigned_abs().min(Duration::from_secs(1));
+            let wait = (until - OffsetDateTime::now_utc()).unsigned_abs().min(PAUSE_CHECK);
             tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(wait) => continue }
         }
         if condition.as_ref().is_none_or(|(at, _)| *at != sub.updated_at) {
             let compiled = sub.condition.as_deref().and_then(|c| Condition::parse("condition", c).ok());
             condition = Some((sub.updated_at, compiled));
         }
-        let width = if sub.ordered { 1 } else { app.settings.delivery.max_concurrency };
-        let free = permits.available_permits().min(width);
-        if free == 0 {
-            let _ = permits.clone().acquire_owned().await.map(drop);
-            continue;
-        }
-        let mut pull = match app.events.pull(&consumer, free, PULL_EXPIRY).await {
+        // Pull ahead of the free slots so the next event is at hand when a
+        // request completes; an ordered subscription takes one at a time.
+        let batch = if sub.ordered { 1 } else { app.settings.delivery.max_concurrency * 4 };
+        let mut pull = match app.events.pull(&consumer, batch, PULL_EXPIRY).await {
             Ok(Some(pull)) => pull,
             Ok(None) => return, // the consumer is gone: the subscription was deleted
             Err(err) => {
@@ -70,10 +66,7 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
             let permit = permits.clone().acquire_owned().await.expect("semaphore open");
             let ordered = sub.ordered;
             let (job_app, sub, matcher) = (app.clone(), sub.clone(), matcher.clone());
-            let job = async move {
-                deliver(&job_app, &sub, matcher.as_ref().as_ref(), delivery).await;
-                drop(permit);
-            };
+            let job = async move { deliver(&job_app, &sub, matcher.as_ref().as_ref(), delivery, permit).await };
             if ordered {
                 job.await;
             } else {
@@ -86,28 +79,39 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
     }
 }
 
-/// Delivers one event of a subscription's consumer and settles it.
-async fn deliver(app: &App, sub: &SubscriptionRecord, condition: Option<&Condition>, delivery: Delivery) {
+/// Delivers one event of a subscription's consumer and settles it. The
+/// concurrency `slot` is held only for the HTTP request: logging and
+/// settling run beside the next requests.
+async fn deliver(
+    app: &App,
+    sub: &SubscriptionRecord,
+    condition: Option<&Condition>,
+    delivery: Delivery,
+    slot: OwnedSemaphorePermit,
+) {
     let Some(ack) = AckSubject::parse(&delivery.ack_subject) else { return };
     let settle = |op| async move {
-        if let Err(err) = app.events.acknowledge(&ack, op).await {
+        if let Err(err) = app.events.settle(&ack, op).await {
             tracing::warn!(subscription = %sub.id, error = %err, "failed to settle a delivery; it will be redelivered");
         }
     };
     if app.subscriptions.cached(&sub.id).is_none_or(|s| s.disabled.is_some()) {
         return settle(AckOp::Nak(Some(RELEASE_DELAY))).await;
     }
-    let Ok(event) = serde_json::from_slice::<EventRecord>(&delivery.payload) else {
+    // Only the id (and, for a condition, the payload) is needed: the stored
+    // JSON is the webhook body as it is.
+    let Ok(event) = serde_json::from_slice::<EventHead>(&delivery.payload) else {
         return settle(AckOp::Term).await;
     };
     if let Some(condition) = condition {
-        let payload = event.payload.as_ref().and_then(|p| serde_json::from_str(p.get()).ok());
+        let payload = serde_json::from_slice::<EventPayload>(&delivery.payload).ok().and_then(|e| e.payload);
         if !condition.matches(payload.as_ref()) {
             return settle(AckOp::Ack).await;
         }
     }
     let attempt = delivery.delivered as u32;
     let attempted = app.sender.send(sub, &event.id, delivery.payload.clone()).await;
+    drop(slot);
     let decision = app.retry_policy.decide(attempt, &attempted.response);
     let (op, outcome, next_at) = match decision {
         Decision::Delivered => (AckOp::Ack, AttemptOutcome::Delivered, None),
@@ -128,6 +132,16 @@ async fn deliver(app: &App, sub: &SubscriptionRecord, condition: Option<&Conditi
     let kind = AttemptKind::Delivery;
     app.log_attempt(sub, &event.id, delivery.stream_sequence, attempt, kind, &attempted, outcome, next_at).await;
     settle(op).await;
+}
+
+#[derive(serde::Deserialize)]
+struct EventHead {
+    id: String,
+}
+
+#[derive(serde::Deserialize)]
+struct EventPayload {
+    payload: Option<serde_json::Value>,
 }
 
 /// A per-worker token bucket (deliveries per second).

@@ -54,8 +54,23 @@ impl AttemptLog {
         Ok(AttemptLog { nats, js, stream: Arc::new(stream) })
     }
 
-    /// Appends an attempt record (JSON) for subscription `id`.
+    /// Appends an attempt record (JSON) for subscription `id` without
+    /// waiting for JetStream's acknowledgement: the log records deliveries,
+    /// it is not part of them, and not waiting halves its cost per delivery.
+    /// While NATS is unreachable records are refused (and the refusal
+    /// logged) rather than buffered.
     pub async fn append(&self, id: &str, record: Bytes) -> Result<()> {
+        self.nats.ensure_connected()?;
+        self.nats
+            .client()
+            .publish(attempts_subject(id), record)
+            .await
+            .map_err(|e| self.nats.failure("failed to log a delivery attempt", e))
+    }
+
+    /// Appends an attempt record and waits until JetStream stored it (for
+    /// attempts whose result goes back to a caller).
+    pub async fn append_confirmed(&self, id: &str, record: Bytes) -> Result<()> {
         let message =
             OutgoingEvent { event_id: String::new(), subject: attempts_subject(id), body: record, dedup_id: None };
         publish_pipelined(&self.nats, &self.js, vec![message]).await.map(drop)

@@ -76,6 +76,17 @@ pub enum AckOp {
     Term,
 }
 
+impl AckOp {
+    fn payload(self) -> Bytes {
+        match self {
+            AckOp::Ack => Bytes::from_static(b"+ACK"),
+            AckOp::Nak(None) => Bytes::from_static(b"-NAK"),
+            AckOp::Nak(Some(delay)) => Bytes::from(format!("-NAK {{\"delay\":{}}}", delay.as_nanos())),
+            AckOp::Term => Bytes::from_static(b"+TERM"),
+        }
+    }
+}
+
 /// What JetStream said to an acknowledgement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckOutcome {
@@ -244,13 +255,7 @@ impl EventLog {
 
     /// Sends an acknowledgement and waits for JetStream's confirmation.
     pub async fn acknowledge(&self, ack: &AckSubject, op: AckOp) -> Result<AckOutcome> {
-        let payload = match op {
-            AckOp::Ack => Bytes::from_static(b"+ACK"),
-            AckOp::Nak(None) => Bytes::from_static(b"-NAK"),
-            AckOp::Nak(Some(delay)) => Bytes::from(format!("-NAK {{\"delay\":{}}}", delay.as_nanos())),
-            AckOp::Term => Bytes::from_static(b"+TERM"),
-        };
-        match self.nats.client().request(ack.subject().to_owned(), payload).await {
+        match self.nats.client().request(ack.subject().to_owned(), op.payload()).await {
             Ok(_) => Ok(AckOutcome::Confirmed),
             Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => Ok(AckOutcome::ConsumerGone),
             Err(e) => Err(self.nats.failure("failed to acknowledge an event", e)),
@@ -293,6 +298,18 @@ impl Drop for ReleaseGuard {
 impl std::fmt::Debug for ReleaseGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReleaseGuard").field("armed", &self.client.is_some()).finish()
+    }
+}
+
+impl EventLog {
+    /// Sends an acknowledgement without waiting for a confirmation (the
+    /// delivery engine's path: a lost ack only means one more delivery).
+    pub async fn settle(&self, ack: &AckSubject, op: AckOp) -> Result<()> {
+        self.nats
+            .client()
+            .publish(ack.subject().to_owned(), op.payload())
+            .await
+            .map_err(|e| self.nats.failure("failed to acknowledge an event", e))
     }
 }
 

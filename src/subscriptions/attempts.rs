@@ -41,7 +41,7 @@ impl App {
         event_id: &str,
         sequence: u64,
         attempt: u32,
-        kind: crate::domain::subscription::AttemptKind,
+        kind: AttemptKind,
         attempted: &Attempted,
         outcome: AttemptOutcome,
         next_attempt_at: Option<OffsetDateTime>,
@@ -62,7 +62,13 @@ impl App {
         };
         match serde_json::to_vec(&record) {
             Ok(bytes) => {
-                if let Err(err) = self.attempts.append(&sub.id, Bytes::from(bytes)).await {
+                // Attempts returned to a caller are confirmed; delivery attempts are not waited on.
+                let logged = if kind == AttemptKind::Delivery {
+                    self.attempts.append(&sub.id, Bytes::from(bytes)).await
+                } else {
+                    self.attempts.append_confirmed(&sub.id, Bytes::from(bytes)).await
+                };
+                if let Err(err) = logged {
                     tracing::warn!(subscription = %sub.id, error = %err, "failed to log a delivery attempt");
                 }
             }

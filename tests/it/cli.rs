@@ -77,15 +77,31 @@ async fn the_cli_drives_users_resources_and_events() {
 #[tokio::test]
 async fn webhook_commands_and_the_listen_receiver_work_end_to_end() {
     let app = TestApp::spawn().await;
-    let (_, out, err) = herald(&app, &["--json", "resource", "create", "--variant", "project", "--name", "hooks"]).await;
+    let (_, out, err) =
+        herald(&app, &["--json", "resource", "create", "--variant", "project", "--name", "hooks"]).await;
     let project: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{err}"));
     let project_id = project["id"].as_str().unwrap().to_owned();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
     let url = format!("http://127.0.0.1:{port}/");
-    let (ok, out, err) = herald(&app, &[
-        "--json", "webhook", "create", "--name", "cli", "--url", &url, "--resource", &project_id, "--subtree",
-        "--type", "job.*", "--header", "X-From: cli",
-    ])
+    let (ok, out, err) = herald(
+        &app,
+        &[
+            "--json",
+            "webhook",
+            "create",
+            "--name",
+            "cli",
+            "--url",
+            &url,
+            "--resource",
+            &project_id,
+            "--subtree",
+            "--type",
+            "job.*",
+            "--header",
+            "X-From: cli",
+        ],
+    )
     .await;
     assert!(ok, "{err}");
     let created: serde_json::Value = serde_json::from_str(&out).unwrap();
