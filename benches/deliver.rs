@@ -14,12 +14,12 @@ use std::{
 
 use axum::{body::Bytes, extract::State, http::StatusCode};
 use herald::{
-    delivery::{guard::NetworkGuard, http::Sender, signing},
-    domain::{
-        consumer::Target,
-        subscription::{HttpMethod, SigningSecret, SubscriptionRecord, Webhook},
+    delivery::{
+        guard::NetworkGuard,
+        http::{Outbound, Sender},
+        signing,
     },
-    grpc::pb::{self, ResourceVariant, consumer_target, emit_event_request::Kind},
+    grpc::pb::{self, ResourceVariant, consumer_target, create_subscription_request::Destination, emit_event_request::Kind},
 };
 use support::{Fixture, is_bench_run, percentile_ms, print_table};
 
@@ -113,39 +113,37 @@ async fn wait_count(receiver: &Receiver, n: usize) {
 async fn direct_rate(receiver: &Arc<Receiver>, url: &str, total: usize, body: &dyn Fn(usize) -> String) -> f64 {
     let guard = NetworkGuard::new(vec!["127.0.0.1/32".parse().unwrap()]);
     let sender = Sender::new(guard, Duration::from_secs(15)).unwrap();
-    let now = time::OffsetDateTime::now_utc();
-    let sub = Arc::new(SubscriptionRecord {
-        id: "direct".into(),
-        owner: "admin".into(),
-        name: "direct".into(),
-        target: Target::All,
-        variants: vec![],
-        custom_types: vec![],
-        condition: None,
-        webhook: Webhook { url: url.into(), method: HttpMethod::Post, headers: vec![] },
-        disabled_until: None,
-        ordered: false,
-        rate_limit: None,
-        secrets: vec![SigningSecret { secret: signing::new_secret(), created_at: now, expires_at: None }],
-        ed25519_seed: None,
-        disabled: None,
-        created_at: now,
-        updated_at: now,
-    });
+    let secret = Arc::new(signing::new_secret());
+    let url = Arc::new(url.to_owned());
     let bodies: Arc<Vec<Bytes>> = Arc::new((0..total).map(|i| Bytes::from(body(i))).collect());
     let before = receiver.count.load(Ordering::SeqCst);
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (sender, sub, bodies, next) = (sender.clone(), sub.clone(), bodies.clone(), next.clone());
+        let (sender, secret, url, bodies, next) = (sender.clone(), secret.clone(), url.clone(), bodies.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 if i >= bodies.len() {
                     break;
                 }
-                sender.send(&sub, &format!("msg_{i}"), bodies[i].clone()).await;
+                // The same request Herald builds: content type and Standard Webhooks headers.
+                let id = format!("msg_{i}");
+                let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
+                let signature = signing::signature_header(&[secret.as_str()], None, &id, timestamp, &bodies[i]);
+                let request = Outbound {
+                    method: reqwest::Method::POST,
+                    url: url.to_string(),
+                    headers: vec![
+                        ("content-type".into(), "application/json".into()),
+                        ("webhook-id".into(), id),
+                        ("webhook-timestamp".into(), timestamp.to_string()),
+                        ("webhook-signature".into(), signature),
+                    ],
+                    body: bodies[i].clone(),
+                };
+                sender.send(request, 4096).await;
             }
         }));
     }
@@ -166,7 +164,7 @@ fn subscription_request(name: &str, project: &str, url: &str) -> pb::CreateSubsc
             })),
         }),
         custom_types: vec!["bench.*".into()],
-        webhook: Some(pb::WebhookDestination { url: url.into(), method: 0, headers: vec![] }),
+        destination: Some(Destination::Webhook(pb::WebhookDestination { url: url.into(), method: 0, headers: vec![] })),
         ..Default::default()
     }
 }

@@ -9,14 +9,14 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    auth::reply::ReplyKeys,
+    auth::{reply::ReplyKeys, sealing::Sealer},
     config::Settings,
-    delivery::{guard::NetworkGuard, http::Sender, outcome::RetryPolicy},
+    delivery::{guard::NetworkGuard, http::Sender, oauth::TokenCache, outcome::RetryPolicy},
     domain::{
         consumer::ConsumerRecord,
         permission::Grant,
         resource::Resource,
-        subscription::{SubscriptionRecord, SubscriptionStatus},
+        subscription::{AuthConfigRecord, SubscriptionRecord, SubscriptionStatus},
         user::{BOOTSTRAP_ADMIN_ID, TokenRecord, User},
     },
     error::Error,
@@ -35,6 +35,7 @@ pub struct App {
     pub consumers: Bucket<ConsumerRecord>,
     pub subscriptions: Bucket<SubscriptionRecord>,
     pub subscription_status: Bucket<SubscriptionStatus>,
+    pub auth_configs: Bucket<AuthConfigRecord>,
     pub event_types: Bucket<EventTypeRecord>,
     pub events: EventLog,
     pub personal: PersonalLog,
@@ -43,6 +44,8 @@ pub struct App {
     pub network_guard: NetworkGuard,
     pub sender: Sender,
     pub retry_policy: RetryPolicy,
+    pub sealer: Sealer,
+    pub oauth_tokens: TokenCache,
     pub stats: Stats,
 }
 
@@ -67,6 +70,7 @@ impl App {
             consumers: nats.bucket(buckets::CONSUMERS, shutdown).await?,
             subscriptions: nats.bucket(buckets::SUBSCRIPTIONS, shutdown).await?,
             subscription_status: nats.bucket(buckets::SUBSCRIPTION_STATUS, shutdown).await?,
+            auth_configs: nats.bucket(buckets::AUTH_CONFIGS, shutdown).await?,
             event_types: nats.bucket(buckets::EVENT_TYPES, shutdown).await?,
             events: nats.event_log(&settings).await?,
             personal: nats.personal_log(&settings).await?,
@@ -79,6 +83,8 @@ impl App {
                 jitter: settings.delivery.retry_jitter,
                 max_retry_after: settings.delivery.max_retry_after,
             },
+            sealer: sealer(&settings),
+            oauth_tokens: TokenCache::default(),
             stats: Stats::default(),
             settings,
             nats,
@@ -117,6 +123,17 @@ fn reply_keys(settings: &Settings) -> ReplyKeys {
                 "consumers.reply_key is not set: using a random key (dev mode); reply tokens die with this process"
             );
             ReplyKeys::random()
+        }
+    }
+}
+
+fn sealer(settings: &Settings) -> Sealer {
+    use secrecy::ExposeSecret;
+    match settings.secrets_key.as_ref().and_then(|k| Sealer::decode_key(k.expose_secret())) {
+        Some(key) => Sealer::new(&key),
+        None => {
+            tracing::warn!("secrets_key is not set: sealing secrets with a random key (dev mode); they die with this process");
+            Sealer::random()
         }
     }
 }

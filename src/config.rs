@@ -29,6 +29,10 @@ const NOT_SETTINGS: &[&str] = &["server", "token", "config", "json"];
 pub struct Settings {
     /// Bearer token of the bootstrap admin (user id `admin`). At least 16 characters.
     pub admin_token: Option<SecretString>,
+    /// AES-256-GCM key (32 bytes, base64) sealing stored secrets: receiver
+    /// credentials, signing secrets, Slack URLs and tokens. Required unless
+    /// `dev` (which then uses a random key per process).
+    pub secrets_key: Option<SecretString>,
     /// Development mode: relaxes production-only checks.
     #[serde(deserialize_with = "lenient")]
     pub dev: bool,
@@ -212,6 +216,10 @@ pub struct DeliverySettings {
     /// Most subscriptions one user may own.
     #[serde(deserialize_with = "lenient")]
     pub max_per_user: usize,
+    /// Base URL of Slack's Web API (`chat.postMessage` is appended).
+    pub slack_api_base: String,
+    /// Value of `WebHook-Request-Origin` in CloudEvents validation handshakes.
+    pub cloudevents_origin: String,
 }
 
 impl DeliverySettings {
@@ -331,6 +339,8 @@ impl Default for DeliverySettings {
             attempt_log_per_subscription: 1000,
             max_replay: 10_000,
             max_per_user: 100,
+            slack_api_base: "https://slack.com/api".into(),
+            cloudevents_origin: "herald.invalid".into(),
         }
     }
 }
@@ -441,6 +451,15 @@ impl Settings {
                 return Err(bad(key, "must be at least 32 bytes"));
             }
         }
+        match &self.secrets_key {
+            Some(key) if crate::auth::sealing::Sealer::decode_key(key.expose_secret()).is_none() => {
+                return Err(bad("secrets_key", "must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)"));
+            }
+            None if !self.dev => {
+                return Err(bad("secrets_key", "is required (32 bytes, base64, shared by all replicas) unless dev = true"));
+            }
+            _ => {}
+        }
         if c.reply_key.is_none() && !self.dev {
             return Err(bad(
                 "consumers.reply_key",
@@ -507,6 +526,12 @@ impl Settings {
         }
         if !(1..=10_000).contains(&d.max_per_user) {
             return Err(bad("delivery.max_per_user", "must be between 1 and 10000"));
+        }
+        if !d.slack_api_base.starts_with("http://") && !d.slack_api_base.starts_with("https://") {
+            return Err(bad("delivery.slack_api_base", "must be an http(s) URL"));
+        }
+        if d.cloudevents_origin.trim().is_empty() {
+            return Err(bad("delivery.cloudevents_origin", "must not be empty"));
         }
         if d.disable_after < Duration::from_secs(1) {
             return Err(bad("delivery.disable_after", "must be at least 1s"));
@@ -667,6 +692,11 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let err = Settings::load(None, Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("secrets_key"), "{err}");
+        let err = Settings::load(None, env(&[("HERALD_SECRETS_KEY", "c2hvcnQ=")])).unwrap_err();
+        assert!(err.to_string().contains("secrets_key"), "{err}");
+        let key = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+        let err = Settings::load(None, env(&[("HERALD_SECRETS_KEY", key)])).unwrap_err();
         assert!(err.to_string().contains("consumers.reply_key"), "{err}");
         let err = Settings::load(None, env(&[("HERALD_CONSUMERS_REPLY_KEY", "too-short"), ("HERALD_DEV", "true")]))
             .unwrap_err();

@@ -12,12 +12,13 @@ use crate::{
     app::App,
     config::Settings,
     grpc::{
-        EventApi, NotificationApi, PersonalApi, ResourceApi, SubscriptionApi, UserApi,
+        AuthConfigApi, EventApi, NotificationApi, PersonalApi, ResourceApi, SubscriptionApi, UserApi,
         pb::{
             self, event_notification_service_server::EventNotificationServiceServer,
             event_service_server::EventServiceServer,
             personal_notification_service_server::PersonalNotificationServiceServer,
-            resource_service_server::ResourceServiceServer, subscription_service_server::SubscriptionServiceServer,
+            resource_service_server::ResourceServiceServer, subscription_auth_service_server::SubscriptionAuthServiceServer,
+            subscription_service_server::SubscriptionServiceServer,
             user_service_server::UserServiceServer,
         },
     },
@@ -132,7 +133,8 @@ async fn router(
             SubscriptionServiceServer::new(SubscriptionApi::new(app.clone()))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-        ))
+        )
+        .add_service(SubscriptionAuthServiceServer::new(AuthConfigApi::new(app.clone())).max_decoding_message_size(max)))
 }
 
 async fn set_health(health: &tonic_health::server::HealthReporter, status: tonic_health::ServingStatus) {
@@ -144,6 +146,7 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: tonic
         <EventNotificationServiceServer<NotificationApi> as tonic::server::NamedService>::NAME,
         <PersonalNotificationServiceServer<PersonalApi> as tonic::server::NamedService>::NAME,
         <SubscriptionServiceServer<SubscriptionApi> as tonic::server::NamedService>::NAME,
+        <SubscriptionAuthServiceServer<AuthConfigApi> as tonic::server::NamedService>::NAME,
     ] {
         health.set_service_status(name, status).await;
     }

@@ -7,6 +7,7 @@
 
 mod access;
 pub mod reply;
+pub mod sealing;
 pub mod token;
 
 use secrecy::ExposeSecret;

@@ -12,7 +12,8 @@ use tonic::{
 use crate::grpc::pb::{
     event_notification_service_client::EventNotificationServiceClient, event_service_client::EventServiceClient,
     personal_notification_service_client::PersonalNotificationServiceClient,
-    resource_service_client::ResourceServiceClient, subscription_service_client::SubscriptionServiceClient,
+    resource_service_client::ResourceServiceClient, subscription_auth_service_client::SubscriptionAuthServiceClient,
+    subscription_service_client::SubscriptionServiceClient,
     user_service_client::UserServiceClient,
 };
 
@@ -68,6 +69,10 @@ impl Clients {
     pub fn subscriptions(&self) -> SubscriptionServiceClient<Authed> {
         SubscriptionServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
             .max_decoding_message_size(256 * 1024 * 1024)
+    }
+
+    pub fn auth_configs(&self) -> SubscriptionAuthServiceClient<Authed> {
+        SubscriptionAuthServiceClient::with_interceptor(self.channel.clone(), self.bearer.clone())
     }
 
     pub fn personal(&self) -> PersonalNotificationServiceClient<Authed> {

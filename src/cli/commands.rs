@@ -51,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Access(cmd) => super::inbox::access(&clients, json, cmd).await,
         Command::Announce { message } => super::inbox::announce(&clients, json, message).await,
         Command::Webhook(cmd) => super::webhook::webhook(&clients, json, cmd).await,
+        Command::Auth(cmd) => super::webhook::auth(&clients, json, cmd).await,
         Command::Listen { .. } => unreachable!("handled above"),
     }
 }

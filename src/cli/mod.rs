@@ -87,6 +87,9 @@ pub enum Command {
     /// Manage webhook subscriptions.
     #[command(subcommand)]
     Webhook(WebhookCommand),
+    /// Manage receiver authentication configurations.
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// Run a local webhook receiver that verifies signatures and prints events.
     Listen {
         /// Port to listen on (127.0.0.1).
@@ -155,15 +158,72 @@ pub enum WebhookCommand {
     },
 }
 
+/// `herald auth ...`
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Create an auth configuration (secrets are sealed and never shown again).
+    Create {
+        /// Unique name.
+        #[arg(long)]
+        name: String,
+        /// HTTP Basic: `key:secret`.
+        #[arg(long, conflicts_with_all = ["bearer", "oauth2_token_url"])]
+        basic: Option<String>,
+        /// A static bearer token.
+        #[arg(long, conflicts_with = "oauth2_token_url")]
+        bearer: Option<String>,
+        /// OAuth2 client credentials: the token URL.
+        #[arg(long = "oauth2-token-url", requires_all = ["client_id", "client_secret"])]
+        oauth2_token_url: Option<String>,
+        /// OAuth2 client id.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// OAuth2 client secret.
+        #[arg(long, env = "HERALD_OAUTH2_CLIENT_SECRET", hide_env_values = true)]
+        client_secret: Option<String>,
+        /// OAuth2 scope.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// OAuth2 audience.
+        #[arg(long, default_value = "")]
+        audience: String,
+    },
+    /// List your auth configurations (secrets masked).
+    Ls,
+    /// Delete an auth configuration.
+    Rm {
+        /// The configuration id.
+        id: String,
+    },
+}
+
 /// Arguments of `herald webhook create`.
 #[derive(Debug, Args)]
 pub struct WebhookArgs {
     /// Unique name among your subscriptions.
     #[arg(long)]
     pub name: String,
-    /// The receiver's URL.
+    /// The receiver's URL (a webhook).
     #[arg(long)]
-    pub url: String,
+    pub url: Option<String>,
+    /// A Slack incoming webhook URL instead.
+    #[arg(long)]
+    pub slack_webhook: Option<String>,
+    /// A Slack bot token instead (with --slack-channel).
+    #[arg(long, env = "HERALD_SLACK_TOKEN", hide_env_values = true)]
+    pub slack_token: Option<String>,
+    /// The Slack channel id for --slack-token.
+    #[arg(long)]
+    pub slack_channel: Option<String>,
+    /// Body format: plain, cloudevents-binary or cloudevents-structured.
+    #[arg(long, default_value = "plain")]
+    pub format: String,
+    /// Perform the CloudEvents validation handshake first.
+    #[arg(long)]
+    pub cloudevents_handshake: bool,
+    /// Authenticate with this auth configuration (see `herald auth`).
+    #[arg(long)]
+    pub auth: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]

@@ -10,7 +10,7 @@ use axum::{
 };
 
 use super::{
-    WebhookArgs, WebhookCommand,
+    AuthCommand, WebhookArgs, WebhookCommand,
     client::Clients,
     commands::event_variant,
     consume::{describe_target, rfc3339, target},
@@ -123,13 +123,36 @@ fn create_request(args: WebhookArgs) -> anyhow::Result<pb::CreateSubscriptionReq
             Ok(pb::Header { name: name.trim().to_owned(), value: value.trim().to_owned() })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    use pb::{create_subscription_request::Destination, slack_destination::Slack};
+    let destination = match (args.url, args.slack_webhook, args.slack_token) {
+        (Some(url), None, None) => Destination::Webhook(pb::WebhookDestination { url, method: method as i32, headers }),
+        (None, Some(url), None) => {
+            Destination::Slack(pb::SlackDestination { slack: Some(Slack::IncomingWebhookUrl(url)) })
+        }
+        (None, None, Some(token)) => Destination::Slack(pb::SlackDestination {
+            slack: Some(Slack::Bot(pb::SlackBot {
+                token,
+                channel: args.slack_channel.context("--slack-token needs --slack-channel")?,
+            })),
+        }),
+        _ => bail!("give exactly one of --url, --slack-webhook or --slack-token"),
+    };
+    let format = match args.format.as_str() {
+        "plain" => pb::BodyFormat::Plain,
+        "cloudevents-binary" => pb::BodyFormat::CloudeventsBinary,
+        "cloudevents-structured" => pb::BodyFormat::CloudeventsStructured,
+        other => bail!("--format must be plain, cloudevents-binary or cloudevents-structured, not {other}"),
+    };
     Ok(pb::CreateSubscriptionRequest {
         name: args.name,
         target: Some(target(args.target)),
         variants: args.types.variants.into_iter().map(|v| event_variant(v) as i32).collect(),
         custom_types: args.types.types,
         condition: args.condition,
-        webhook: Some(pb::WebhookDestination { url: args.url, method: method as i32, headers }),
+        destination: Some(destination),
+        format: format as i32,
+        cloudevents_handshake: args.cloudevents_handshake,
+        auth_config_id: args.auth.unwrap_or_default(),
         disabled_until: args.disabled_until.as_deref().map(|t| rfc3339("--disabled-until", t)).transpose()?,
         ordered: args.ordered,
         rate_limit_per_second: args.rate_limit,
@@ -145,7 +168,11 @@ fn show(subs: &[pb::Subscription]) {
                 s.id.clone(),
                 s.name.clone(),
                 output::enum_name(s.state().as_str_name(), "SUBSCRIPTION_STATE_"),
-                s.webhook.as_ref().map(|w| w.url.clone()).unwrap_or_default(),
+                match &s.destination {
+                    Some(pb::subscription::Destination::Webhook(w)) => w.url.clone(),
+                    Some(pb::subscription::Destination::Slack(_)) => "slack".into(),
+                    None => "-".into(),
+                },
                 output::time(s.last_triggered_at.as_ref()),
             ]
         })
@@ -178,6 +205,64 @@ fn attempt_result(json: bool, attempt: Option<pb::DeliveryAttempt>) -> anyhow::R
         return output::print_json("herald.v1.DeliveryAttempt", &attempt);
     }
     show_attempts(std::slice::from_ref(&attempt));
+    Ok(())
+}
+
+pub async fn auth(clients: &Clients, json: bool, cmd: AuthCommand) -> anyhow::Result<()> {
+    use pb::create_auth_config_request::Auth;
+    let mut api = clients.auth_configs();
+    match cmd {
+        AuthCommand::Create { name, basic, bearer, oauth2_token_url, client_id, client_secret, scope, audience } => {
+            let auth = match (basic, bearer, oauth2_token_url) {
+                (Some(basic), None, None) => {
+                    let (key, secret) = basic.split_once(':').context("--basic must be key:secret")?;
+                    Auth::Basic(pb::BasicAuth { key: key.into(), secret: secret.into() })
+                }
+                (None, Some(token), None) => Auth::Bearer(pb::BearerAuth { token }),
+                (None, None, Some(token_url)) => Auth::Oauth2ClientCredentials(pb::OAuth2ClientCredentials {
+                    token_url,
+                    client_id: client_id.unwrap_or_default(),
+                    client_secret: client_secret.unwrap_or_default(),
+                    scope,
+                    audience,
+                    extra_params: Default::default(),
+                }),
+                _ => bail!("give one of --basic, --bearer or --oauth2-token-url"),
+            };
+            let reply = api.create_auth_config(pb::CreateAuthConfigRequest { name, auth: Some(auth) }).await?.into_inner();
+            let config = reply.auth_config.context("the server returned no auth configuration")?;
+            if json {
+                return output::print_json("herald.v1.AuthConfig", &config);
+            }
+            println!("{}", config.id);
+        }
+        AuthCommand::Ls => {
+            let reply = api.list_auth_configs(pb::ListAuthConfigsRequest {}).await?.into_inner();
+            if json {
+                return output::print_json("herald.v1.ListAuthConfigsResponse", &reply);
+            }
+            let rows: Vec<Vec<String>> = reply
+                .auth_configs
+                .iter()
+                .map(|c| {
+                    let kind = match &c.auth {
+                        Some(pb::auth_config::Auth::Basic(b)) => format!("basic {}:{}", b.key, b.secret),
+                        Some(pb::auth_config::Auth::Bearer(b)) => format!("bearer {}", b.token),
+                        Some(pb::auth_config::Auth::Oauth2ClientCredentials(o)) => {
+                            format!("oauth2 {} ({})", o.client_id, o.token_url)
+                        }
+                        None => "-".into(),
+                    };
+                    vec![c.id.clone(), c.name.clone(), kind, output::time(c.created_at.as_ref())]
+                })
+                .collect();
+            output::print_table(&["ID", "NAME", "AUTH", "CREATED"], &rows);
+        }
+        AuthCommand::Rm { id } => {
+            api.delete_auth_config(pb::DeleteAuthConfigRequest { auth_config_id: id }).await?;
+            println!("deleted");
+        }
+    }
     Ok(())
 }
 

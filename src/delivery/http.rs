@@ -1,22 +1,28 @@
-//! The webhook HTTP sender: one connection-pooled rustls client per replica,
-//! resolving through the network guard, no redirects, a request timeout,
-//! Standard Webhooks headers, and responses read up to 4 KiB.
+//! The outbound HTTP client: one connection-pooled rustls client per replica,
+//! resolving through the network guard, no redirects, a request timeout, and
+//! responses read up to a limit.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use reqwest::{Client, header::HeaderMap, redirect};
-use time::OffsetDateTime;
+use reqwest::{Client, Method, header::HeaderMap, redirect};
 
 use super::{
     guard::NetworkGuard,
     outcome::{Response, parse_retry_after},
-    signing,
 };
-use crate::domain::subscription::SubscriptionRecord;
 
 /// Largest part of a response body kept in the attempt log.
 pub const MAX_LOGGED_BODY: usize = 4096;
+
+/// A request to send.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
 
 /// What happened to one request.
 #[derive(Clone, Debug)]
@@ -25,11 +31,32 @@ pub struct Attempted {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub latency: Duration,
-    /// Up to 4 KiB of the response body.
+    /// Up to `MAX_LOGGED_BODY` bytes of the response body.
     pub body: String,
+    /// Response headers (lower-case names).
+    pub headers: Vec<(String, String)>,
 }
 
-/// Sends webhook requests.
+impl Attempted {
+    /// A failure before any request was made.
+    pub fn refused(error: impl Into<String>, retryable: bool) -> Self {
+        Attempted {
+            response: Response::Network { retryable },
+            status: None,
+            error: Some(error.into()),
+            latency: Duration::ZERO,
+            body: String::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// A response header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends requests to receivers.
 #[derive(Clone)]
 pub struct Sender {
     client: Client,
@@ -49,51 +76,36 @@ impl Sender {
         Ok(Sender { client, guard })
     }
 
-    /// Posts `body` (JSON) to the subscription's webhook as message `id`.
-    pub async fn send(&self, sub: &SubscriptionRecord, id: &str, body: Bytes) -> Attempted {
+    /// Sends `request`, keeping up to `body_limit` bytes of the response body.
+    pub async fn send(&self, request: Outbound, body_limit: usize) -> Attempted {
         let started = Instant::now();
-        let refused = |error: String| Attempted {
-            response: Response::Network { retryable: false },
-            status: None,
-            error: Some(error),
-            latency: started.elapsed(),
-            body: String::new(),
-        };
-        let url = match reqwest::Url::parse(&sub.webhook.url) {
+        let url = match reqwest::Url::parse(&request.url) {
             Ok(url) => url,
-            Err(e) => return refused(format!("invalid URL: {e}")),
+            Err(e) => return Attempted::refused(format!("invalid URL: {e}"), false),
         };
         // IP literals bypass the resolver, so the guard checks them here.
         if let Some(ip) = url.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok())
             && !self.guard.permits(ip)
         {
-            return refused(format!("destination {ip} is an internal address (see delivery.allowed_networks)"));
+            return Attempted::refused(format!("destination {ip} is an internal address (see delivery.allowed_networks)"), false);
         }
-        let now = OffsetDateTime::now_utc();
-        let timestamp = now.unix_timestamp();
-        let secrets = sub.signing_secrets(now);
-        let signature = signing::signature_header(&secrets, sub.ed25519_seed.as_deref(), id, timestamp, &body);
-        let method = reqwest::Method::from_bytes(sub.webhook.method.as_str().as_bytes()).expect("a valid method");
-        let mut request = self.client.request(method, url);
-        for (name, value) in &sub.webhook.headers {
-            request = request.header(name, value);
+        let mut builder = self.client.request(request.method, url);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
         }
-        let request = request
-            .header("content-type", "application/json")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body);
-        match request.send().await {
+        match builder.body(request.body).send().await {
             Ok(mut response) => {
                 let code = response.status().as_u16();
                 let retry_after = retry_after(response.headers());
+                let headers = response
+                    .headers()
+                    .iter()
+                    .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                    .collect();
                 let mut kept = Vec::new();
-                while kept.len() < MAX_LOGGED_BODY {
+                while kept.len() < body_limit {
                     match response.chunk().await {
-                        Ok(Some(chunk)) => {
-                            kept.extend_from_slice(&chunk[..chunk.len().min(MAX_LOGGED_BODY - kept.len())])
-                        }
+                        Ok(Some(chunk)) => kept.extend_from_slice(&chunk[..chunk.len().min(body_limit - kept.len())]),
                         _ => break,
                     }
                 }
@@ -103,18 +115,16 @@ impl Sender {
                     error: None,
                     latency: started.elapsed(),
                     body: String::from_utf8_lossy(&kept).into_owned(),
+                    headers,
                 }
             }
             Err(err) => {
                 let text = error_chain(&err);
                 let retryable = !text.contains("internal address");
-                Attempted {
-                    response: Response::Network { retryable },
-                    status: None,
-                    error: Some(if err.is_timeout() { format!("timed out: {text}") } else { text }),
-                    latency: started.elapsed(),
-                    body: String::new(),
-                }
+                let mut attempted =
+                    Attempted::refused(if err.is_timeout() { format!("timed out: {text}") } else { text }, retryable);
+                attempted.latency = started.elapsed();
+                attempted
             }
         }
     }

@@ -3,8 +3,10 @@
 //! workers that pull from each subscription's durable consumer.
 
 pub mod condition;
+pub mod format;
 pub mod guard;
 pub mod http;
+pub mod oauth;
 pub mod outcome;
 pub mod signing;
 mod worker;

@@ -62,7 +62,8 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
         loop {
             let next = tokio::select! { _ = shutdown.cancelled() => return, next = pull.next() => next };
             let Some(Ok(delivery)) = next else { break };
-            limiter.wait(sub.rate_limit).await;
+            let allowed = app.subscription_status.cached(&id).and_then(|s| s.allowed_rate_per_minute);
+            limiter.wait(sub.rate_limit, allowed).await;
             let permit = permits.clone().acquire_owned().await.expect("semaphore open");
             let ordered = sub.ordered;
             let (job_app, sub, matcher) = (app.clone(), sub.clone(), matcher.clone());
@@ -110,7 +111,7 @@ async fn deliver(
         }
     }
     let attempt = delivery.delivered as u32;
-    let attempted = app.sender.send(sub, &event.id, delivery.payload.clone()).await;
+    let attempted = app.send_event(sub, &event.id, delivery.payload.clone()).await;
     drop(slot);
     let decision = app.retry_policy.decide(attempt, &attempted.response);
     let (op, outcome, next_at) = match decision {
@@ -151,9 +152,12 @@ struct RateLimiter {
 }
 
 impl RateLimiter {
-    async fn wait(&mut self, per_second: Option<u32>) {
-        let Some(rate) = per_second.filter(|r| *r > 0) else { return };
-        let interval = Duration::from_secs(1) / rate;
+    /// Waits for the next slot of the stricter of the subscription's rate and
+    /// the rate the receiver allowed in a CloudEvents handshake.
+    async fn wait(&mut self, per_second: Option<u32>, per_minute: Option<u32>) {
+        let own = per_second.filter(|r| *r > 0).map(|r| Duration::from_secs(1) / r);
+        let allowed = per_minute.filter(|r| *r > 0).map(|r| Duration::from_secs(60) / r);
+        let Some(interval) = own.max(allowed) else { return };
         let now = Instant::now();
         let at = self.next.map_or(now, |n| n.max(now));
         tokio::time::sleep_until(at.into()).await;

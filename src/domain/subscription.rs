@@ -39,7 +39,32 @@ impl HttpMethod {
     }
 }
 
-/// Where and how events are delivered.
+/// Where events go.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Destination {
+    /// An HTTP endpoint.
+    Webhook(Webhook),
+    /// A Slack incoming webhook; the URL carries a token, so it is sealed.
+    SlackWebhook { url: String },
+    /// Slack's `chat.postMessage` with a bot token (sealed) to a channel.
+    SlackBot { token: String, channel: String },
+}
+
+/// How an event is put on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyFormat {
+    /// Herald's event JSON.
+    #[default]
+    Plain,
+    /// CloudEvents 1.0 HTTP binary mode: `ce-*` headers, the payload as body.
+    CloudEventsBinary,
+    /// CloudEvents 1.0 HTTP structured mode: `application/cloudevents+json`.
+    CloudEventsStructured,
+}
+
+/// An HTTP endpoint: where and how events are delivered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Webhook {
     pub url: String,
@@ -48,9 +73,11 @@ pub struct Webhook {
     pub headers: Vec<(String, String)>,
 }
 
-/// A signing secret (`whsec_...`); older ones keep signing until `expires_at`.
+/// A signing secret (`whsec_...`, stored sealed); older ones keep signing
+/// until `expires_at`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningSecret {
+    /// The sealed `whsec_` secret.
     pub secret: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
@@ -77,7 +104,15 @@ pub struct SubscriptionRecord {
     pub custom_types: Vec<String>,
     /// JSONPath predicate on the payload, e.g. `$.status == 'FAILED'`.
     pub condition: Option<String>,
-    pub webhook: Webhook,
+    pub destination: Destination,
+    #[serde(default)]
+    pub format: BodyFormat,
+    /// Perform the CloudEvents webhook validation handshake before delivering.
+    #[serde(default)]
+    pub cloudevents_handshake: bool,
+    /// Authentication towards the receiver.
+    #[serde(default)]
+    pub auth_config: Option<String>,
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub disabled_until: Option<OffsetDateTime>,
     pub ordered: bool,
@@ -85,7 +120,7 @@ pub struct SubscriptionRecord {
     pub rate_limit: Option<u32>,
     /// Newest first; expired ones are pruned on rotation.
     pub secrets: Vec<SigningSecret>,
-    /// Ed25519 seed (base64) when asymmetric `v1a` signatures are on.
+    /// Sealed Ed25519 seed (base64) when asymmetric `v1a` signatures are on.
     pub ed25519_seed: Option<String>,
     pub disabled: Option<Disabled>,
     #[serde(with = "time::serde::rfc3339")]
@@ -105,7 +140,7 @@ impl SubscriptionRecord {
         consumer_name(&self.id)
     }
 
-    /// Secrets that still sign at `now`.
+    /// Secrets (sealed) that still sign at `now`.
     pub fn signing_secrets(&self, now: OffsetDateTime) -> Vec<&str> {
         self.secrets.iter().filter(|s| s.expires_at.is_none_or(|at| at > now)).map(|s| s.secret.as_str()).collect()
     }
@@ -127,6 +162,12 @@ pub struct SubscriptionStatus {
     /// Start of the current run of failures; cleared by a success.
     #[serde(with = "time::serde::rfc3339::option", default)]
     pub failing_since: Option<OffsetDateTime>,
+    /// The receiver passed the CloudEvents validation handshake.
+    #[serde(default)]
+    pub handshake_done: bool,
+    /// Requests per minute the receiver allowed in the handshake (`None`: any).
+    #[serde(default)]
+    pub allowed_rate_per_minute: Option<u32>,
 }
 
 /// Checks a webhook URL's form (the network guard checks where it points).
@@ -270,7 +311,10 @@ mod tests {
             variants: vec![],
             custom_types: vec![],
             condition: None,
-            webhook: Webhook { url: "https://e.org".into(), method: HttpMethod::Post, headers: vec![] },
+            destination: Destination::Webhook(Webhook { url: "https://e.org".into(), method: HttpMethod::Post, headers: vec![] }),
+            format: BodyFormat::Plain,
+            cloudevents_handshake: false,
+            auth_config: None,
             disabled_until: None,
             ordered: false,
             rate_limit: None,
@@ -281,4 +325,34 @@ mod tests {
             updated_at: OffsetDateTime::UNIX_EPOCH,
         }
     }
+}
+
+/// How Herald authenticates to a receiver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuthKind {
+    /// HTTP Basic with `key` and a sealed `secret`.
+    Basic { key: String, secret: String },
+    /// `Authorization: Bearer` with a sealed static token.
+    Bearer { token: String },
+    /// OAuth 2.0 client credentials; `client_secret` is sealed.
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: String,
+        audience: String,
+        extra_params: Vec<(String, String)>,
+    },
+}
+
+/// A receiver authentication configuration as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthConfigRecord {
+    pub id: String,
+    pub owner: String,
+    pub name: String,
+    pub auth: AuthKind,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
 }

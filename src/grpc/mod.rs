@@ -4,6 +4,7 @@
 //! Handlers authenticate, convert, call an `App` operation and convert back;
 //! they hold no logic of their own.
 
+mod auth_configs;
 mod convert;
 mod events;
 mod notifications;
@@ -12,6 +13,7 @@ mod resources;
 mod subscriptions;
 mod users;
 
+pub use auth_configs::AuthConfigApi;
 pub use events::EventApi;
 pub use notifications::NotificationApi;
 pub use personal::PersonalApi;

@@ -8,10 +8,11 @@ use super::{convert, pb};
 use crate::{
     app::App,
     domain::subscription::{
-        AttemptKind, AttemptOutcome, AttemptRecord, HttpMethod, SubscriptionRecord, SubscriptionStatus,
+        AttemptKind, AttemptOutcome, AttemptRecord, BodyFormat, Destination, HttpMethod, SubscriptionRecord,
+        SubscriptionStatus,
     },
     error::{Error, Result},
-    subscriptions::{EventTypeInfo, NewSubscription, SubscriptionChanges},
+    subscriptions::{EventTypeInfo, NewDestination, NewSubscription, SubscriptionChanges},
 };
 
 /// Implements `herald.v1.SubscriptionService`.
@@ -35,16 +36,16 @@ impl pb::subscription_service_server::SubscriptionService for SubscriptionApi {
     ) -> Reply<pb::CreateSubscriptionResponse> {
         let who = self.app.authenticate(request.metadata()).await?;
         let r = request.into_inner();
-        let webhook = r.webhook.ok_or_else(|| Error::invalid("webhook", "is required"))?;
         let new = NewSubscription {
             name: r.name,
             target: convert::target_request(r.target),
             variants: convert::variants(&r.variants)?,
             custom_types: r.custom_types,
             condition: r.condition,
-            url: webhook.url,
-            method: method(webhook.method)?,
-            headers: headers(webhook.headers),
+            destination: new_destination(r.destination)?,
+            format: format(r.format)?.unwrap_or_default(),
+            cloudevents_handshake: r.cloudevents_handshake,
+            auth_config: r.auth_config_id,
             disabled_until: r
                 .disabled_until
                 .as_ref()
@@ -99,6 +100,8 @@ impl pb::subscription_service_server::SubscriptionService for SubscriptionApi {
             disabled_until,
             rate_limit: r.rate_limit_per_second,
             enabled: r.enabled,
+            auth_config: r.auth_config_id,
+            format: format(r.format)?,
         };
         let record = self.app.update_subscription(&who, &r.subscription_id, changes).await?;
         let (_, status) = self.app.describe_subscription(&who, &record.id).await?;
@@ -182,6 +185,31 @@ impl pb::subscription_service_server::SubscriptionService for SubscriptionApi {
     }
 }
 
+fn new_destination(destination: Option<pb::create_subscription_request::Destination>) -> Result<Option<NewDestination>> {
+    use pb::{create_subscription_request::Destination as D, slack_destination::Slack};
+    Ok(match destination {
+        None => None,
+        Some(D::Webhook(w)) => {
+            Some(NewDestination::Webhook { url: w.url, method: method(w.method)?, headers: headers(w.headers) })
+        }
+        Some(D::Slack(slack)) => match slack.slack {
+            None => return Err(Error::invalid("slack", "set incoming_webhook_url or bot")),
+            Some(Slack::IncomingWebhookUrl(url)) => Some(NewDestination::SlackWebhook { url }),
+            Some(Slack::Bot(bot)) => Some(NewDestination::SlackBot { token: bot.token, channel: bot.channel }),
+        },
+    })
+}
+
+fn format(raw: i32) -> Result<Option<BodyFormat>> {
+    match pb::BodyFormat::try_from(raw) {
+        Ok(pb::BodyFormat::Unspecified) => Ok(None),
+        Ok(pb::BodyFormat::Plain) => Ok(Some(BodyFormat::Plain)),
+        Ok(pb::BodyFormat::CloudeventsBinary) => Ok(Some(BodyFormat::CloudEventsBinary)),
+        Ok(pb::BodyFormat::CloudeventsStructured) => Ok(Some(BodyFormat::CloudEventsStructured)),
+        Err(_) => Err(Error::invalid("format", format!("unknown body format {raw}"))),
+    }
+}
+
 fn method(raw: i32) -> Result<Option<HttpMethod>> {
     match pb::HttpMethod::try_from(raw) {
         Ok(pb::HttpMethod::Unspecified) => Ok(None),
@@ -211,20 +239,14 @@ fn subscription(r: &SubscriptionRecord, status: &SubscriptionStatus) -> pb::Subs
         variants: convert::variants_pb(&r.variants),
         custom_types: r.custom_types.clone(),
         condition: r.condition.clone().unwrap_or_default(),
-        webhook: Some(pb::WebhookDestination {
-            url: r.webhook.url.clone(),
-            method: match r.webhook.method {
-                HttpMethod::Post => pb::HttpMethod::Post,
-                HttpMethod::Put => pb::HttpMethod::Put,
-                HttpMethod::Patch => pb::HttpMethod::Patch,
-            } as i32,
-            headers: r
-                .webhook
-                .headers
-                .iter()
-                .map(|(name, value)| pb::Header { name: name.clone(), value: value.clone() })
-                .collect(),
-        }),
+        destination: Some(destination(&r.destination)),
+        format: match r.format {
+            BodyFormat::Plain => pb::BodyFormat::Plain,
+            BodyFormat::CloudEventsBinary => pb::BodyFormat::CloudeventsBinary,
+            BodyFormat::CloudEventsStructured => pb::BodyFormat::CloudeventsStructured,
+        } as i32,
+        cloudevents_handshake: r.cloudevents_handshake,
+        auth_config_id: r.auth_config.clone().unwrap_or_default(),
         disabled_until: r.disabled_until.map(convert::timestamp),
         ordered: r.ordered,
         rate_limit_per_second: r.rate_limit.unwrap_or(0),
@@ -235,6 +257,28 @@ fn subscription(r: &SubscriptionRecord, status: &SubscriptionStatus) -> pb::Subs
         last_errored_at: status.last_errored_at.map(convert::timestamp),
         created_at: Some(convert::timestamp(r.created_at)),
         updated_at: Some(convert::timestamp(r.updated_at)),
+    }
+}
+
+/// The destination as shown: Slack secrets masked.
+fn destination(d: &Destination) -> pb::subscription::Destination {
+    use pb::{slack_destination::Slack, subscription::Destination as D};
+    match d {
+        Destination::Webhook(w) => D::Webhook(pb::WebhookDestination {
+            url: w.url.clone(),
+            method: match w.method {
+                HttpMethod::Post => pb::HttpMethod::Post,
+                HttpMethod::Put => pb::HttpMethod::Put,
+                HttpMethod::Patch => pb::HttpMethod::Patch,
+            } as i32,
+            headers: w.headers.iter().map(|(name, value)| pb::Header { name: name.clone(), value: value.clone() }).collect(),
+        }),
+        Destination::SlackWebhook { .. } => D::Slack(pb::SlackDestination {
+            slack: Some(Slack::IncomingWebhookUrl("https://hooks.slack.com/… (sealed)".into())),
+        }),
+        Destination::SlackBot { channel, .. } => D::Slack(pb::SlackDestination {
+            slack: Some(Slack::Bot(pb::SlackBot { token: "******** (sealed)".into(), channel: channel.clone() })),
+        }),
     }
 }
 

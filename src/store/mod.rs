@@ -55,6 +55,8 @@ pub mod buckets {
     pub const SUBSCRIPTIONS: &str = "herald_subscriptions";
     /// Live delivery status of subscriptions by id.
     pub const SUBSCRIPTION_STATUS: &str = "herald_subscription_status";
+    /// Receiver authentication configurations by id.
+    pub const AUTH_CONFIGS: &str = "herald_auth_configs";
     /// Custom event types seen or registered, by name.
     pub const EVENT_TYPES: &str = "herald_event_types";
 }

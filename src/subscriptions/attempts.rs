@@ -223,7 +223,7 @@ impl App {
         kind: AttemptKind,
         body: Bytes,
     ) -> AttemptRecord {
-        let attempted = self.sender.send(sub, event_id, body).await;
+        let attempted = self.send_event(sub, event_id, body).await;
         let outcome = match self.retry_policy.decide(1, &attempted.response) {
             Decision::Delivered => AttemptOutcome::Delivered,
             _ => AttemptOutcome::Failed,

@@ -4,6 +4,8 @@
 //! events stream, from which the delivery workers of every replica pull.
 
 mod attempts;
+pub mod auth_configs;
+mod outbound;
 mod types;
 
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use time::OffsetDateTime;
 
 pub use attempts::{ListedAttempt, PING_TYPE};
 pub use types::{EventTypeInfo, EventTypeRecord};
+
 
 use crate::{
     app::App,
@@ -23,8 +26,8 @@ use crate::{
         event::EventVariant,
         ids,
         subscription::{
-            Disabled, HttpMethod, SigningSecret, SubscriptionRecord, SubscriptionStatus, Webhook, check_headers,
-            check_url, consumer_name,
+            BodyFormat, Destination, Disabled, HttpMethod, SigningSecret, SubscriptionRecord, SubscriptionStatus,
+            Webhook, check_headers, check_url, consumer_name,
         },
     },
     error::{Error, Result},
@@ -36,6 +39,14 @@ pub const MAX_SUBSCRIPTION_NAME: usize = 128;
 /// Highest per-subscription rate limit (deliveries per second).
 pub const MAX_RATE_LIMIT: u32 = 10_000;
 
+/// Where a new subscription delivers (secrets in plain text, as received).
+#[derive(Clone, Debug)]
+pub enum NewDestination {
+    Webhook { url: String, method: Option<HttpMethod>, headers: Vec<(String, String)> },
+    SlackWebhook { url: String },
+    SlackBot { token: String, channel: String },
+}
+
 /// A request for a new subscription.
 #[derive(Clone, Debug, Default)]
 pub struct NewSubscription {
@@ -44,9 +55,11 @@ pub struct NewSubscription {
     pub variants: Vec<EventVariant>,
     pub custom_types: Vec<String>,
     pub condition: String,
-    pub url: String,
-    pub method: Option<HttpMethod>,
-    pub headers: Vec<(String, String)>,
+    pub destination: Option<NewDestination>,
+    pub format: BodyFormat,
+    pub cloudevents_handshake: bool,
+    /// Empty for none.
+    pub auth_config: String,
     pub disabled_until: Option<OffsetDateTime>,
     pub ordered: bool,
     pub rate_limit: u32,
@@ -66,6 +79,9 @@ pub struct SubscriptionChanges {
     pub rate_limit: Option<u32>,
     /// `Some(true)` re-enables a disabled subscription.
     pub enabled: Option<bool>,
+    /// `Some("")` removes the auth configuration.
+    pub auth_config: Option<String>,
+    pub format: Option<BodyFormat>,
 }
 
 impl App {
@@ -79,17 +95,19 @@ impl App {
         let target = self.resolve_target(who, new.target).await?;
         check_custom_type_filters("custom_types", &new.custom_types)?;
         let condition = self.check_condition(&new.condition)?;
-        self.check_destination("webhook.url", &new.url).await?;
-        check_headers("webhook.headers", &new.headers)?;
+        let destination = self.check_new_destination(new.destination).await?;
+        let is_webhook = matches!(destination, Destination::Webhook(_));
+        if !is_webhook && (new.format != BodyFormat::Plain || new.cloudevents_handshake || !new.auth_config.is_empty()) {
+            return Err(Error::invalid("format", "formats, handshakes and auth configurations apply to webhooks only"));
+        }
+        let auth_config = self.check_auth_config(who, &new.auth_config).await?;
         check_rate_limit(new.rate_limit)?;
         if !self.subscriptions.select(|_, s| s.owner == who.user_id && s.name == new.name).is_empty() {
             return Err(Error::AlreadyExists(format!("a subscription named {:?}", new.name)));
         }
         let max = self.settings.delivery.max_per_user;
         if self.subscriptions.select(|_, s| s.owner == who.user_id).len() >= max {
-            return Err(Error::ResourceExhausted(format!(
-                "you own {max} subscriptions; the limit is {max} (delivery.max_per_user)"
-            )));
+            return Err(Error::ResourceExhausted(format!("you own {max} subscriptions; the limit is {max} (delivery.max_per_user)")));
         }
         let now = OffsetDateTime::now_utc();
         let secret = signing::new_secret();
@@ -103,12 +121,15 @@ impl App {
             variants,
             custom_types: new.custom_types,
             condition,
-            webhook: Webhook { url: new.url, method: new.method.unwrap_or_default(), headers: new.headers },
+            destination,
+            format: new.format,
+            cloudevents_handshake: new.cloudevents_handshake,
+            auth_config,
             disabled_until: new.disabled_until,
             ordered: new.ordered,
             rate_limit: (new.rate_limit > 0).then_some(new.rate_limit),
-            secrets: vec![SigningSecret { secret: secret.clone(), created_at: now, expires_at: None }],
-            ed25519_seed: new.asymmetric_signatures.then(signing::new_ed25519_seed),
+            secrets: vec![SigningSecret { secret: self.sealer.seal(&secret), created_at: now, expires_at: None }],
+            ed25519_seed: new.asymmetric_signatures.then(|| self.sealer.seal(&signing::new_ed25519_seed())),
             disabled: None,
             created_at: now,
             updated_at: now,
@@ -140,6 +161,42 @@ impl App {
         }
         Condition::parse("condition", condition)?;
         Ok(Some(condition.to_owned()))
+    }
+
+    /// Checks and seals a new destination.
+    async fn check_new_destination(&self, destination: Option<NewDestination>) -> Result<Destination> {
+        match destination.ok_or_else(|| Error::invalid("destination", "set webhook or slack"))? {
+            NewDestination::Webhook { url, method, headers } => {
+                self.check_destination("webhook.url", &url).await?;
+                check_headers("webhook.headers", &headers)?;
+                Ok(Destination::Webhook(Webhook { url, method: method.unwrap_or_default(), headers }))
+            }
+            NewDestination::SlackWebhook { url } => {
+                self.check_destination("slack.incoming_webhook_url", &url).await?;
+                Ok(Destination::SlackWebhook { url: self.sealer.seal(&url) })
+            }
+            NewDestination::SlackBot { token, channel } => {
+                if token.is_empty() || token.len() > 4096 {
+                    return Err(Error::invalid("slack.bot.token", "is required (at most 4096 bytes)"));
+                }
+                if channel.is_empty() || channel.len() > 80 || !channel.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'#') {
+                    return Err(Error::invalid("slack.bot.channel", "must be a Slack channel id such as C0123456789"));
+                }
+                Ok(Destination::SlackBot { token: self.sealer.seal(&token), channel })
+            }
+        }
+    }
+
+    /// Checks that `id` (empty: none) names one of the caller's auth configurations.
+    async fn check_auth_config(&self, who: &Principal, id: &str) -> Result<Option<String>> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        self.owned_auth_config(who, id).await.map_err(|e| match e {
+            Error::InvalidArgument { message, .. } => Error::invalid("auth_config_id", message),
+            other => other,
+        })?;
+        Ok(Some(id.to_owned()))
     }
 
     /// Checks a webhook URL's form and, through the network guard, where it points.
@@ -201,16 +258,30 @@ impl App {
             }
             record.name = name;
         }
-        if let Some(url) = changes.url {
-            self.check_destination("webhook.url", &url).await?;
-            record.webhook.url = url;
+        if changes.url.is_some() || changes.method.is_some() || changes.headers.is_some() || changes.format.is_some() {
+            let Destination::Webhook(webhook) = &mut record.destination else {
+                return Err(Error::invalid("url", "only webhook destinations have a URL, method, headers and format"));
+            };
+            if let Some(url) = changes.url {
+                self.check_destination("url", &url).await?;
+                webhook.url = url;
+            }
+            if let Some(method) = changes.method {
+                webhook.method = method;
+            }
+            if let Some(headers) = changes.headers {
+                check_headers("headers", &headers)?;
+                webhook.headers = headers;
+            }
+            if let Some(format) = changes.format {
+                record.format = format;
+            }
         }
-        if let Some(method) = changes.method {
-            record.webhook.method = method;
-        }
-        if let Some(headers) = changes.headers {
-            check_headers("webhook.headers", &headers)?;
-            record.webhook.headers = headers;
+        if let Some(auth) = changes.auth_config {
+            if !auth.is_empty() && !matches!(record.destination, Destination::Webhook(_)) {
+                return Err(Error::invalid("auth_config_id", "auth configurations apply to webhooks only"));
+            }
+            record.auth_config = self.check_auth_config(who, &auth).await?;
         }
         if let Some(condition) = changes.condition {
             record.condition = self.check_condition(&condition)?;
@@ -258,7 +329,7 @@ impl App {
             old.expires_at = Some(old.expires_at.map_or(grace_end, |at| at.min(grace_end)));
         }
         let secret = signing::new_secret();
-        record.secrets.insert(0, SigningSecret { secret: secret.clone(), created_at: now, expires_at: None });
+        record.secrets.insert(0, SigningSecret { secret: self.sealer.seal(&secret), created_at: now, expires_at: None });
         record.updated_at = now;
         self.subscriptions.put(id, record).await?;
         Ok(secret)
@@ -267,11 +338,12 @@ impl App {
     /// The `whpk_` Ed25519 public key receivers verify `v1a` signatures with.
     pub async fn public_verification_key(&self, who: &Principal, id: &str) -> Result<String> {
         let record = self.owned_subscription(who, id).await?;
-        record
+        let seed = record
             .ed25519_seed
             .as_deref()
-            .and_then(signing::public_key)
-            .ok_or_else(|| Error::FailedPrecondition(format!("subscription {id} does not use asymmetric signatures")))
+            .ok_or_else(|| Error::FailedPrecondition(format!("subscription {id} does not use asymmetric signatures")))?;
+        signing::public_key(&self.sealer.open(seed)?)
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("the stored Ed25519 seed of {id} is malformed")))
     }
 }
 

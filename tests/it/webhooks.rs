@@ -8,7 +8,7 @@ use herald::{
     delivery::signing,
     grpc::pb::{
         self, AttemptKind, AttemptOutcome, ResourceVariant as V, SubscriptionState, consumer_target::Target,
-        emit_event_request::Kind,
+        create_subscription_request::Destination, emit_event_request::Kind,
     },
 };
 use tonic::Code;
@@ -31,8 +31,15 @@ fn subscription(name: &str, resource_id: &str, url: &str) -> pb::CreateSubscript
     pb::CreateSubscriptionRequest {
         name: name.into(),
         target: target(resource_id),
-        webhook: Some(pb::WebhookDestination { url: url.into(), method: 0, headers: vec![] }),
+        destination: Some(Destination::Webhook(pb::WebhookDestination { url: url.into(), method: 0, headers: vec![] })),
         ..Default::default()
+    }
+}
+
+fn webhook_mut(request: &mut pb::CreateSubscriptionRequest) -> &mut pb::WebhookDestination {
+    match request.destination.as_mut() {
+        Some(Destination::Webhook(w)) => w,
+        _ => panic!("not a webhook subscription"),
     }
 }
 
@@ -74,8 +81,8 @@ async fn deliveries_are_signed_per_standard_webhooks_with_v1_and_v1a() {
     let receiver = WebhookReceiver::start().await;
     let mut request = subscription("signed", &p, &receiver.url);
     request.asymmetric_signatures = true;
-    request.webhook.as_mut().unwrap().method = pb::HttpMethod::Put as i32;
-    request.webhook.as_mut().unwrap().headers = vec![pb::Header { name: "X-Team".into(), value: "data".into() }];
+    webhook_mut(&mut request).method = pb::HttpMethod::Put as i32;
+    webhook_mut(&mut request).headers = vec![pb::Header { name: "X-Team".into(), value: "data".into() }];
     let created = create(&admin, request).await;
     assert!(created.signing_secret.starts_with("whsec_"));
     let id = created.subscription.unwrap().id;
@@ -310,21 +317,21 @@ async fn destinations_and_fields_are_validated() {
     };
     let subs = admin.subscriptions();
     let cases: Vec<(pb::CreateSubscriptionRequest, &str)> = vec![
-        (s(&|r| r.webhook.as_mut().unwrap().url = "ftp://127.0.0.1/".into()), "webhook.url"),
-        (s(&|r| r.webhook = None), "webhook"),
+        (s(&|r| webhook_mut(r).url = "ftp://127.0.0.1/".into()), "webhook.url"),
+        (s(&|r| r.destination = None), "destination"),
         (s(&|r| r.name = String::new()), "name"),
         (s(&|r| r.condition = "$.status ==".into()), "condition"),
         (s(&|r| r.custom_types = vec!["job.>".into()]), "custom_types[0]"),
         (
             s(&|r| {
-                r.webhook.as_mut().unwrap().headers =
+                webhook_mut(r).headers =
                     vec![pb::Header { name: "webhook-signature".into(), value: "x".into() }]
             }),
             "cannot be overridden",
         ),
         (
             s(&|r| {
-                r.webhook.as_mut().unwrap().headers =
+                webhook_mut(r).headers =
                     (0..11).map(|i| pb::Header { name: format!("X-{i}"), value: "v".into() }).collect()
             }),
             "limit is 10",
@@ -463,6 +470,7 @@ async fn a_killed_replica_leaves_its_delivery_to_be_redelivered_with_the_same_we
         .args(["serve", "--nats-url", &nats.url(), "--listen", "127.0.0.1:0"])
         .env("HERALD_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
         .env("HERALD_CONSUMERS_REPLY_KEY", crate::support::REPLY_KEY)
+        .env("HERALD_SECRETS_KEY", crate::support::SECRETS_KEY)
         .env("HERALD_DELIVERY_ALLOWED_NETWORKS", "127.0.0.1/32")
         .env("HERALD_DELIVERY_REQUEST_TIMEOUT", "2s") // the subscription's ack wait becomes 8 s
         .env("RUST_LOG", "warn")

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const REPLY_KEY: &str = "test-reply-key-0123456789abcdef0123456789";
+pub const SECRETS_KEY: &str = "dGVzdC1zZWNyZXRzLWtleS0wMTIzNDU2Nzg5YWJjZGU=";
 
 /// The nats-server binary: `HERALD_NATS_SERVER_BIN`, else the project-local install.
 pub fn nats_bin() -> PathBuf {
@@ -71,6 +72,7 @@ pub fn test_settings(nats_url: &str) -> Settings {
     s.grpc.listen = ([127, 0, 0, 1], 0).into();
     s.admin_token = Some(SecretString::from(ADMIN_TOKEN));
     s.consumers.reply_key = Some(SecretString::from(REPLY_KEY));
+    s.secrets_key = Some(SecretString::from(SECRETS_KEY));
     s.nats.request_timeout = Duration::from_secs(2);
     s.delivery.allowed_networks = vec!["127.0.0.1/32".into()];
     s.delivery.retry_schedule = vec![Duration::from_millis(300); 3];
