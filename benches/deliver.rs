@@ -19,7 +19,9 @@ use herald::{
         http::{Outbound, Sender},
         signing,
     },
-    grpc::pb::{self, ResourceVariant, consumer_target, create_subscription_request::Destination, emit_event_request::Kind},
+    grpc::pb::{
+        self, ResourceVariant, consumer_target, create_subscription_request::Destination, emit_event_request::Kind,
+    },
 };
 use support::{Fixture, is_bench_run, percentile_ms, print_table};
 
@@ -121,7 +123,8 @@ async fn direct_rate(receiver: &Arc<Receiver>, url: &str, total: usize, body: &d
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (sender, secret, url, bodies, next) = (sender.clone(), secret.clone(), url.clone(), bodies.clone(), next.clone());
+        let (sender, secret, url, bodies, next) =
+            (sender.clone(), secret.clone(), url.clone(), bodies.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);

@@ -11,7 +11,12 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     auth::{reply::ReplyKeys, sealing::Sealer},
     config::Settings,
-    delivery::{guard::NetworkGuard, http::Sender, oauth::TokenCache, outcome::RetryPolicy},
+    delivery::{
+        guard::NetworkGuard,
+        http::Sender,
+        oauth::{KeyedSlots, TokenCache},
+        outcome::RetryPolicy,
+    },
     domain::{
         consumer::ConsumerRecord,
         permission::Grant,
@@ -46,6 +51,7 @@ pub struct App {
     pub retry_policy: RetryPolicy,
     pub sealer: Sealer,
     pub oauth_tokens: TokenCache,
+    pub handshakes: KeyedSlots<()>,
     pub stats: Stats,
 }
 
@@ -85,6 +91,7 @@ impl App {
             },
             sealer: sealer(&settings),
             oauth_tokens: TokenCache::default(),
+            handshakes: KeyedSlots::default(),
             stats: Stats::default(),
             settings,
             nats,
@@ -132,7 +139,9 @@ fn sealer(settings: &Settings) -> Sealer {
     match settings.secrets_key.as_ref().and_then(|k| Sealer::decode_key(k.expose_secret())) {
         Some(key) => Sealer::new(&key),
         None => {
-            tracing::warn!("secrets_key is not set: sealing secrets with a random key (dev mode); they die with this process");
+            tracing::warn!(
+                "secrets_key is not set: sealing secrets with a random key (dev mode); they die with this process"
+            );
             Sealer::random()
         }
     }

@@ -456,7 +456,10 @@ impl Settings {
                 return Err(bad("secrets_key", "must be 32 bytes, base64-encoded (e.g. `openssl rand -base64 32`)"));
             }
             None if !self.dev => {
-                return Err(bad("secrets_key", "is required (32 bytes, base64, shared by all replicas) unless dev = true"));
+                return Err(bad(
+                    "secrets_key",
+                    "is required (32 bytes, base64, shared by all replicas) unless dev = true",
+                ));
             }
             _ => {}
         }

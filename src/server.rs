@@ -17,9 +17,9 @@ use crate::{
             self, event_notification_service_server::EventNotificationServiceServer,
             event_service_server::EventServiceServer,
             personal_notification_service_server::PersonalNotificationServiceServer,
-            resource_service_server::ResourceServiceServer, subscription_auth_service_server::SubscriptionAuthServiceServer,
-            subscription_service_server::SubscriptionServiceServer,
-            user_service_server::UserServiceServer,
+            resource_service_server::ResourceServiceServer,
+            subscription_auth_service_server::SubscriptionAuthServiceServer,
+            subscription_service_server::SubscriptionServiceServer, user_service_server::UserServiceServer,
         },
     },
     store::{
@@ -134,7 +134,9 @@ async fn router(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
-        .add_service(SubscriptionAuthServiceServer::new(AuthConfigApi::new(app.clone())).max_decoding_message_size(max)))
+        .add_service(
+            SubscriptionAuthServiceServer::new(AuthConfigApi::new(app.clone())).max_decoding_message_size(max),
+        ))
 }
 
 async fn set_health(health: &tonic_health::server::HealthReporter, status: tonic_health::ServingStatus) {

@@ -13,8 +13,7 @@ use crate::grpc::pb::{
     event_notification_service_client::EventNotificationServiceClient, event_service_client::EventServiceClient,
     personal_notification_service_client::PersonalNotificationServiceClient,
     resource_service_client::ResourceServiceClient, subscription_auth_service_client::SubscriptionAuthServiceClient,
-    subscription_service_client::SubscriptionServiceClient,
-    user_service_client::UserServiceClient,
+    subscription_service_client::SubscriptionServiceClient, user_service_client::UserServiceClient,
 };
 
 /// Adds `authorization: Bearer <token>` to each request.

@@ -229,7 +229,8 @@ pub async fn auth(clients: &Clients, json: bool, cmd: AuthCommand) -> anyhow::Re
                 }),
                 _ => bail!("give one of --basic, --bearer or --oauth2-token-url"),
             };
-            let reply = api.create_auth_config(pb::CreateAuthConfigRequest { name, auth: Some(auth) }).await?.into_inner();
+            let reply =
+                api.create_auth_config(pb::CreateAuthConfigRequest { name, auth: Some(auth) }).await?.into_inner();
             let config = reply.auth_config.context("the server returned no auth configuration")?;
             if json {
                 return output::print_json("herald.v1.AuthConfig", &config);

@@ -87,7 +87,10 @@ impl Sender {
         if let Some(ip) = url.host_str().and_then(|h| h.trim_matches(['[', ']']).parse().ok())
             && !self.guard.permits(ip)
         {
-            return Attempted::refused(format!("destination {ip} is an internal address (see delivery.allowed_networks)"), false);
+            return Attempted::refused(
+                format!("destination {ip} is an internal address (see delivery.allowed_networks)"),
+                false,
+            );
         }
         let mut builder = self.client.request(request.method, url);
         for (name, value) in &request.headers {

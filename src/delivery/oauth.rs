@@ -45,10 +45,34 @@ struct Cached {
     refresh_at: Instant,
 }
 
+/// One async slot per key: concurrent callers with the same key take turns,
+/// so work done for a key (a token fetch, a handshake) happens once.
+pub struct KeyedSlots<T> {
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<T>>>>,
+}
+
+impl<T> Default for KeyedSlots<T> {
+    fn default() -> Self {
+        KeyedSlots { slots: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<T: Default> KeyedSlots<T> {
+    /// The slot of `key` (created empty on first use).
+    pub fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<T>> {
+        self.slots.lock().expect("slots lock").entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Forgets the slot of `key`.
+    pub fn forget(&self, key: &str) {
+        self.slots.lock().expect("slots lock").remove(key);
+    }
+}
+
 /// Tokens per auth configuration id.
 #[derive(Default)]
 pub struct TokenCache {
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Cached>>>>>,
+    slots: KeyedSlots<Option<Cached>>,
 }
 
 impl TokenCache {
@@ -62,7 +86,7 @@ impl TokenCache {
         credentials: &ClientCredentials,
         stale: Option<&str>,
     ) -> Result<String, TokenError> {
-        let slot = self.slots.lock().expect("token cache lock").entry(id.to_owned()).or_default().clone();
+        let slot = self.slots.slot(id);
         let mut cached = slot.lock().await;
         if let Some(current) = cached.as_ref() {
             let replaced_meanwhile = stale.is_some_and(|s| s != current.token);
@@ -79,7 +103,7 @@ impl TokenCache {
 
     /// Forgets the token of configuration `id` (deleted or changed).
     pub fn forget(&self, id: &str) {
-        self.slots.lock().expect("token cache lock").remove(id);
+        self.slots.forget(id);
     }
 }
 
@@ -116,10 +140,7 @@ async fn fetch(sender: &Sender, c: &ClientCredentials) -> Result<(String, Durati
     };
     let answer = sender.send(request, MAX_TOKEN_RESPONSE).await;
     match answer.status {
-        None => Err(TokenError::Transient(format!(
-            "token endpoint unreachable: {}",
-            answer.error.unwrap_or_default()
-        ))),
+        None => Err(TokenError::Transient(format!("token endpoint unreachable: {}", answer.error.unwrap_or_default()))),
         Some(code) if code >= 500 || code == 429 || code == 408 => {
             Err(TokenError::Transient(format!("token endpoint answered {code}")))
         }

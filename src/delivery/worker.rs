@@ -47,8 +47,13 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
             condition = Some((sub.updated_at, compiled));
         }
         // Pull ahead of the free slots so the next event is at hand when a
-        // request completes; an ordered subscription takes one at a time.
-        let batch = if sub.ordered { 1 } else { app.settings.delivery.max_concurrency * 4 };
+        // request completes. An ordered subscription takes one at a time, and
+        // so does one awaiting its CloudEvents handshake (whose allowed rate
+        // must be known before the next delivery).
+        let handshake_pending =
+            sub.cloudevents_handshake && !app.subscription_status.cached(&id).is_some_and(|s| s.handshake_done);
+        let one_at_a_time = sub.ordered || handshake_pending;
+        let batch = if one_at_a_time { 1 } else { app.settings.delivery.max_concurrency * 4 };
         let mut pull = match app.events.pull(&consumer, batch, PULL_EXPIRY).await {
             Ok(Some(pull)) => pull,
             Ok(None) => return, // the consumer is gone: the subscription was deleted
@@ -65,10 +70,9 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
             let allowed = app.subscription_status.cached(&id).and_then(|s| s.allowed_rate_per_minute);
             limiter.wait(sub.rate_limit, allowed).await;
             let permit = permits.clone().acquire_owned().await.expect("semaphore open");
-            let ordered = sub.ordered;
             let (job_app, sub, matcher) = (app.clone(), sub.clone(), matcher.clone());
             let job = async move { deliver(&job_app, &sub, matcher.as_ref().as_ref(), delivery, permit).await };
-            if ordered {
+            if one_at_a_time {
                 job.await;
             } else {
                 tokio::spawn(job);
@@ -145,22 +149,21 @@ struct EventPayload {
     payload: Option<serde_json::Value>,
 }
 
-/// A per-worker token bucket (deliveries per second).
+/// Spaces a worker's deliveries to the subscription's rate.
 #[derive(Default)]
 struct RateLimiter {
-    next: Option<Instant>,
+    last: Option<Instant>,
 }
 
 impl RateLimiter {
-    /// Waits for the next slot of the stricter of the subscription's rate and
-    /// the rate the receiver allowed in a CloudEvents handshake.
+    /// Waits until the stricter of the subscription's rate and the rate the
+    /// receiver allowed in a CloudEvents handshake permits the next delivery.
     async fn wait(&mut self, per_second: Option<u32>, per_minute: Option<u32>) {
         let own = per_second.filter(|r| *r > 0).map(|r| Duration::from_secs(1) / r);
         let allowed = per_minute.filter(|r| *r > 0).map(|r| Duration::from_secs(60) / r);
-        let Some(interval) = own.max(allowed) else { return };
-        let now = Instant::now();
-        let at = self.next.map_or(now, |n| n.max(now));
-        tokio::time::sleep_until(at.into()).await;
-        self.next = Some(at + interval);
+        if let (Some(interval), Some(last)) = (own.max(allowed), self.last) {
+            tokio::time::sleep_until((last + interval).into()).await;
+        }
+        self.last = Some(Instant::now());
     }
 }

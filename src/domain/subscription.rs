@@ -311,7 +311,11 @@ mod tests {
             variants: vec![],
             custom_types: vec![],
             condition: None,
-            destination: Destination::Webhook(Webhook { url: "https://e.org".into(), method: HttpMethod::Post, headers: vec![] }),
+            destination: Destination::Webhook(Webhook {
+                url: "https://e.org".into(),
+                method: HttpMethod::Post,
+                headers: vec![],
+            }),
             format: BodyFormat::Plain,
             cloudevents_handshake: false,
             auth_config: None,

@@ -26,7 +26,10 @@ type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl pb::subscription_auth_service_server::SubscriptionAuthService for AuthConfigApi {
-    async fn create_auth_config(&self, request: Request<pb::CreateAuthConfigRequest>) -> Reply<pb::CreateAuthConfigResponse> {
+    async fn create_auth_config(
+        &self,
+        request: Request<pb::CreateAuthConfigRequest>,
+    ) -> Reply<pb::CreateAuthConfigResponse> {
         use pb::create_auth_config_request::Auth;
         let who = self.app.authenticate(request.metadata()).await?;
         let r = request.into_inner();
@@ -50,13 +53,19 @@ impl pb::subscription_auth_service_server::SubscriptionAuthService for AuthConfi
         Ok(Response::new(pb::CreateAuthConfigResponse { auth_config: Some(auth_config(&record)) }))
     }
 
-    async fn list_auth_configs(&self, request: Request<pb::ListAuthConfigsRequest>) -> Reply<pb::ListAuthConfigsResponse> {
+    async fn list_auth_configs(
+        &self,
+        request: Request<pb::ListAuthConfigsRequest>,
+    ) -> Reply<pb::ListAuthConfigsResponse> {
         let who = self.app.authenticate(request.metadata()).await?;
         let auth_configs = self.app.list_auth_configs(&who).iter().map(|r| auth_config(r)).collect();
         Ok(Response::new(pb::ListAuthConfigsResponse { auth_configs }))
     }
 
-    async fn delete_auth_config(&self, request: Request<pb::DeleteAuthConfigRequest>) -> Reply<pb::DeleteAuthConfigResponse> {
+    async fn delete_auth_config(
+        &self,
+        request: Request<pb::DeleteAuthConfigRequest>,
+    ) -> Reply<pb::DeleteAuthConfigResponse> {
         let who = self.app.authenticate(request.metadata()).await?;
         self.app.delete_auth_config(&who, &request.get_ref().auth_config_id).await?;
         Ok(Response::new(pb::DeleteAuthConfigResponse {}))

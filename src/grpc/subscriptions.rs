@@ -185,7 +185,9 @@ impl pb::subscription_service_server::SubscriptionService for SubscriptionApi {
     }
 }
 
-fn new_destination(destination: Option<pb::create_subscription_request::Destination>) -> Result<Option<NewDestination>> {
+fn new_destination(
+    destination: Option<pb::create_subscription_request::Destination>,
+) -> Result<Option<NewDestination>> {
     use pb::{create_subscription_request::Destination as D, slack_destination::Slack};
     Ok(match destination {
         None => None,
@@ -271,7 +273,11 @@ fn destination(d: &Destination) -> pb::subscription::Destination {
                 HttpMethod::Put => pb::HttpMethod::Put,
                 HttpMethod::Patch => pb::HttpMethod::Patch,
             } as i32,
-            headers: w.headers.iter().map(|(name, value)| pb::Header { name: name.clone(), value: value.clone() }).collect(),
+            headers: w
+                .headers
+                .iter()
+                .map(|(name, value)| pb::Header { name: name.clone(), value: value.clone() })
+                .collect(),
         }),
         Destination::SlackWebhook { .. } => D::Slack(pb::SlackDestination {
             slack: Some(Slack::IncomingWebhookUrl("https://hooks.slack.com/… (sealed)".into())),

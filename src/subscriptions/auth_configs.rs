@@ -26,8 +26,13 @@ pub const MAX_EXTRA_PARAMS: usize = 10;
 /// A new auth configuration, secrets in plain text (as received).
 #[derive(Clone, Debug)]
 pub enum NewAuth {
-    Basic { key: String, secret: String },
-    Bearer { token: String },
+    Basic {
+        key: String,
+        secret: String,
+    },
+    Bearer {
+        token: String,
+    },
     OAuth2 {
         token_url: String,
         client_id: String,
@@ -50,52 +55,62 @@ fn check_credential(field: &str, value: &str, required: bool) -> Result<()> {
 
 impl App {
     /// Creates an auth configuration owned by the caller.
-    pub async fn create_auth_config(&self, who: &Principal, name: &str, auth: Option<NewAuth>) -> Result<Arc<AuthConfigRecord>> {
+    pub async fn create_auth_config(
+        &self,
+        who: &Principal,
+        name: &str,
+        auth: Option<NewAuth>,
+    ) -> Result<Arc<AuthConfigRecord>> {
         ids::check_name("name", name, MAX_AUTH_NAME)?;
         if !self.auth_configs.select(|_, a| a.owner == who.user_id && a.name == name).is_empty() {
             return Err(Error::AlreadyExists(format!("an auth configuration named {name:?}")));
         }
-        let sealed = match auth.ok_or_else(|| Error::invalid("auth", "set basic, bearer or oauth2_client_credentials"))? {
-            NewAuth::Basic { key, secret } => {
-                check_credential("basic.key", &key, true)?;
-                check_credential("basic.secret", &secret, true)?;
-                AuthKind::Basic { key, secret: self.sealer.seal(&secret) }
-            }
-            NewAuth::Bearer { token } => {
-                check_credential("bearer.token", &token, true)?;
-                AuthKind::Bearer { token: self.sealer.seal(&token) }
-            }
-            NewAuth::OAuth2 { token_url, client_id, client_secret, scope, audience, extra_params } => {
-                let parsed = check_url("oauth2_client_credentials.token_url", &token_url)?;
-                let (host, port) = (parsed.host_str().unwrap_or_default(), parsed.port_or_known_default().unwrap_or(443));
-                self.network_guard
-                    .check_host(host, port)
-                    .await
-                    .map_err(|why| Error::invalid("oauth2_client_credentials.token_url", why))?;
-                check_credential("oauth2_client_credentials.client_id", &client_id, true)?;
-                check_credential("oauth2_client_credentials.client_secret", &client_secret, true)?;
-                check_credential("oauth2_client_credentials.scope", &scope, false)?;
-                check_credential("oauth2_client_credentials.audience", &audience, false)?;
-                if extra_params.len() > MAX_EXTRA_PARAMS {
-                    return Err(Error::invalid(
-                        "oauth2_client_credentials.extra_params",
-                        format!("has {}; the limit is {MAX_EXTRA_PARAMS}", extra_params.len()),
-                    ));
+        let sealed =
+            match auth.ok_or_else(|| Error::invalid("auth", "set basic, bearer or oauth2_client_credentials"))? {
+                NewAuth::Basic { key, secret } => {
+                    check_credential("basic.key", &key, true)?;
+                    check_credential("basic.secret", &secret, true)?;
+                    AuthKind::Basic { key, secret: self.sealer.seal(&secret) }
                 }
-                const RESERVED: &[&str] = &["grant_type", "client_id", "client_secret", "scope", "audience"];
-                if let Some((k, _)) = extra_params.iter().find(|(k, _)| RESERVED.contains(&k.as_str())) {
-                    return Err(Error::invalid("oauth2_client_credentials.extra_params", format!("{k:?} is set by Herald")));
+                NewAuth::Bearer { token } => {
+                    check_credential("bearer.token", &token, true)?;
+                    AuthKind::Bearer { token: self.sealer.seal(&token) }
                 }
-                AuthKind::OAuth2 {
-                    token_url,
-                    client_id,
-                    client_secret: self.sealer.seal(&client_secret),
-                    scope,
-                    audience,
-                    extra_params,
+                NewAuth::OAuth2 { token_url, client_id, client_secret, scope, audience, extra_params } => {
+                    let parsed = check_url("oauth2_client_credentials.token_url", &token_url)?;
+                    let (host, port) =
+                        (parsed.host_str().unwrap_or_default(), parsed.port_or_known_default().unwrap_or(443));
+                    self.network_guard
+                        .check_host(host, port)
+                        .await
+                        .map_err(|why| Error::invalid("oauth2_client_credentials.token_url", why))?;
+                    check_credential("oauth2_client_credentials.client_id", &client_id, true)?;
+                    check_credential("oauth2_client_credentials.client_secret", &client_secret, true)?;
+                    check_credential("oauth2_client_credentials.scope", &scope, false)?;
+                    check_credential("oauth2_client_credentials.audience", &audience, false)?;
+                    if extra_params.len() > MAX_EXTRA_PARAMS {
+                        return Err(Error::invalid(
+                            "oauth2_client_credentials.extra_params",
+                            format!("has {}; the limit is {MAX_EXTRA_PARAMS}", extra_params.len()),
+                        ));
+                    }
+                    const RESERVED: &[&str] = &["grant_type", "client_id", "client_secret", "scope", "audience"];
+                    if let Some((k, _)) = extra_params.iter().find(|(k, _)| RESERVED.contains(&k.as_str())) {
+                        return Err(Error::invalid(
+                            "oauth2_client_credentials.extra_params",
+                            format!("{k:?} is set by Herald"),
+                        ));
+                    }
+                    AuthKind::OAuth2 {
+                        token_url,
+                        client_id,
+                        client_secret: self.sealer.seal(&client_secret),
+                        scope,
+                        audience,
+                        extra_params,
+                    }
                 }
-            }
-        };
+            };
         let record = AuthConfigRecord {
             id: ids::new_id(),
             owner: who.user_id.clone(),

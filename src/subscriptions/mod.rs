@@ -15,7 +15,6 @@ use time::OffsetDateTime;
 pub use attempts::{ListedAttempt, PING_TYPE};
 pub use types::{EventTypeInfo, EventTypeRecord};
 
-
 use crate::{
     app::App,
     auth::Principal,
@@ -97,7 +96,8 @@ impl App {
         let condition = self.check_condition(&new.condition)?;
         let destination = self.check_new_destination(new.destination).await?;
         let is_webhook = matches!(destination, Destination::Webhook(_));
-        if !is_webhook && (new.format != BodyFormat::Plain || new.cloudevents_handshake || !new.auth_config.is_empty()) {
+        if !is_webhook && (new.format != BodyFormat::Plain || new.cloudevents_handshake || !new.auth_config.is_empty())
+        {
             return Err(Error::invalid("format", "formats, handshakes and auth configurations apply to webhooks only"));
         }
         let auth_config = self.check_auth_config(who, &new.auth_config).await?;
@@ -107,7 +107,9 @@ impl App {
         }
         let max = self.settings.delivery.max_per_user;
         if self.subscriptions.select(|_, s| s.owner == who.user_id).len() >= max {
-            return Err(Error::ResourceExhausted(format!("you own {max} subscriptions; the limit is {max} (delivery.max_per_user)")));
+            return Err(Error::ResourceExhausted(format!(
+                "you own {max} subscriptions; the limit is {max} (delivery.max_per_user)"
+            )));
         }
         let now = OffsetDateTime::now_utc();
         let secret = signing::new_secret();
@@ -179,7 +181,10 @@ impl App {
                 if token.is_empty() || token.len() > 4096 {
                     return Err(Error::invalid("slack.bot.token", "is required (at most 4096 bytes)"));
                 }
-                if channel.is_empty() || channel.len() > 80 || !channel.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'#') {
+                if channel.is_empty()
+                    || channel.len() > 80
+                    || !channel.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'#')
+                {
                     return Err(Error::invalid("slack.bot.channel", "must be a Slack channel id such as C0123456789"));
                 }
                 Ok(Destination::SlackBot { token: self.sealer.seal(&token), channel })
@@ -329,7 +334,9 @@ impl App {
             old.expires_at = Some(old.expires_at.map_or(grace_end, |at| at.min(grace_end)));
         }
         let secret = signing::new_secret();
-        record.secrets.insert(0, SigningSecret { secret: self.sealer.seal(&secret), created_at: now, expires_at: None });
+        record
+            .secrets
+            .insert(0, SigningSecret { secret: self.sealer.seal(&secret), created_at: now, expires_at: None });
         record.updated_at = now;
         self.subscriptions.put(id, record).await?;
         Ok(secret)
@@ -338,10 +345,9 @@ impl App {
     /// The `whpk_` Ed25519 public key receivers verify `v1a` signatures with.
     pub async fn public_verification_key(&self, who: &Principal, id: &str) -> Result<String> {
         let record = self.owned_subscription(who, id).await?;
-        let seed = record
-            .ed25519_seed
-            .as_deref()
-            .ok_or_else(|| Error::FailedPrecondition(format!("subscription {id} does not use asymmetric signatures")))?;
+        let seed = record.ed25519_seed.as_deref().ok_or_else(|| {
+            Error::FailedPrecondition(format!("subscription {id} does not use asymmetric signatures"))
+        })?;
         signing::public_key(&self.sealer.open(seed)?)
             .ok_or_else(|| Error::Internal(anyhow::anyhow!("the stored Ed25519 seed of {id} is malformed")))
     }

@@ -53,7 +53,8 @@ impl App {
                 let mut headers = json();
                 headers.push(("authorization".into(), format!("Bearer {}", self.sealer.open(token)?)));
                 let url = format!("{}/chat.postMessage", self.settings.delivery.slack_api_base.trim_end_matches('/'));
-                let attempted = self.sender.send(Outbound { method: Method::POST, url, headers, body }, MAX_LOGGED_BODY).await;
+                let attempted =
+                    self.sender.send(Outbound { method: Method::POST, url, headers, body }, MAX_LOGGED_BODY).await;
                 Ok(slack_api_result(attempted))
             }
         }
@@ -70,7 +71,13 @@ impl App {
         format::slack_message(&event, &names, channel)
     }
 
-    async fn send_webhook(&self, sub: &SubscriptionRecord, webhook: &Webhook, id: &str, stored: Bytes) -> Result<Attempted> {
+    async fn send_webhook(
+        &self,
+        sub: &SubscriptionRecord,
+        webhook: &Webhook,
+        id: &str,
+        stored: Bytes,
+    ) -> Result<Attempted> {
         if sub.cloudevents_handshake
             && let Some(failed) = self.ensure_handshake(sub, webhook).await
         {
@@ -94,7 +101,8 @@ impl App {
             Err(TokenError::Transient(why)) => return Ok(Attempted::refused(why, true)),
             Err(TokenError::Rejected(why)) => return Ok(Attempted::refused(why, false)),
         };
-        let first = self.sender.send(self.webhook_request(sub, webhook, id, &content, &body, &auth)?, MAX_LOGGED_BODY).await;
+        let first =
+            self.sender.send(self.webhook_request(sub, webhook, id, &content, &body, &auth)?, MAX_LOGGED_BODY).await;
         let Auth::OAuth2 { id: config, credentials, token } = &auth else { return Ok(first) };
         if first.status != Some(401) {
             return Ok(first);
@@ -127,7 +135,10 @@ impl App {
         headers.extend_from_slice(content);
         headers.push(("webhook-id".into(), id.to_owned()));
         headers.push(("webhook-timestamp".into(), timestamp.to_string()));
-        headers.push(("webhook-signature".into(), signing::signature_header(&secrets, seed.as_deref(), id, timestamp, body)));
+        headers.push((
+            "webhook-signature".into(),
+            signing::signature_header(&secrets, seed.as_deref(), id, timestamp, body),
+        ));
         match auth {
             Auth::None => {}
             Auth::Header(value) => headers.push(("authorization".into(), value.clone())),
@@ -149,7 +160,9 @@ impl App {
                 let secret = self.sealer.open(secret).map_err(rejected)?;
                 Ok(Auth::Header(format!("Basic {}", STANDARD.encode(format!("{key}:{secret}")))))
             }
-            AuthKind::Bearer { token } => Ok(Auth::Header(format!("Bearer {}", self.sealer.open(token).map_err(rejected)?))),
+            AuthKind::Bearer { token } => {
+                Ok(Auth::Header(format!("Bearer {}", self.sealer.open(token).map_err(rejected)?)))
+            }
             AuthKind::OAuth2 { token_url, client_id, client_secret, scope, audience, extra_params } => {
                 let credentials = ClientCredentials {
                     token_url: token_url.clone(),
@@ -168,10 +181,17 @@ impl App {
     /// Performs the CloudEvents validation handshake once per subscription;
     /// returns the failed attempt when the receiver does not agree.
     async fn ensure_handshake(&self, sub: &SubscriptionRecord, webhook: &Webhook) -> Option<Attempted> {
-        let status = self.subscription_status.cached(&sub.id).map(|s| (*s).clone()).unwrap_or_default();
-        if status.handshake_done {
+        let done = || self.subscription_status.cached(&sub.id).is_some_and(|s| s.handshake_done);
+        if done() {
             return None;
         }
+        // One handshake at a time per subscription; the others wait for its result.
+        let slot = self.handshakes.slot(&sub.id);
+        let _turn = slot.lock().await;
+        if done() {
+            return None;
+        }
+        let status = self.subscription_status.cached(&sub.id).map(|s| (*s).clone()).unwrap_or_default();
         let origin = self.settings.delivery.cloudevents_origin.clone();
         let request = Outbound {
             method: Method::OPTIONS,

@@ -135,4 +135,11 @@ async fn webhook_commands_and_the_listen_receiver_work_end_to_end() {
     assert!(ok && out.contains("whsec_"), "{out}");
     let (ok, _, _) = herald(&app, &["webhook", "rm", &id]).await;
     assert!(ok);
+
+    let (ok, auth_id, err) = herald(&app, &["auth", "create", "--name", "ci", "--basic", "robot:hunter2"]).await;
+    assert!(ok, "{err}");
+    let (ok, out, _) = herald(&app, &["auth", "ls"]).await;
+    assert!(ok && out.contains("basic robot:********") && !out.contains("hunter2"), "{out}");
+    let (ok, _, _) = herald(&app, &["auth", "rm", auth_id.trim()]).await;
+    assert!(ok);
 }

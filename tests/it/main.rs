@@ -5,6 +5,7 @@ mod cli;
 mod consumers;
 mod events;
 mod personal;
+mod receivers;
 mod resources;
 mod server;
 mod support;

@@ -323,10 +323,7 @@ async fn destinations_and_fields_are_validated() {
         (s(&|r| r.condition = "$.status ==".into()), "condition"),
         (s(&|r| r.custom_types = vec!["job.>".into()]), "custom_types[0]"),
         (
-            s(&|r| {
-                webhook_mut(r).headers =
-                    vec![pb::Header { name: "webhook-signature".into(), value: "x".into() }]
-            }),
+            s(&|r| webhook_mut(r).headers = vec![pb::Header { name: "webhook-signature".into(), value: "x".into() }]),
             "cannot be overridden",
         ),
         (
