@@ -27,6 +27,7 @@ use crate::{
     error::Error,
     store::{AttemptLog, Bucket, EventLog, Nats, PersonalLog, buckets},
     subscriptions::EventTypeRecord,
+    telemetry::metrics::Metrics,
 };
 
 /// One replica's view of Herald's state (all of it lives in NATS).
@@ -52,6 +53,13 @@ pub struct App {
     pub sealer: Sealer,
     pub oauth_tokens: TokenCache,
     pub handshakes: KeyedSlots<()>,
+    pub metrics: Metrics,
+    /// In-flight webhook deliveries (waited for on shutdown).
+    pub deliveries: tokio_util::task::TaskTracker,
+    /// Cancelled when the shutdown grace is over: deliveries still running are abandoned.
+    pub abandon_deliveries: CancellationToken,
+    /// Background tasks that must finish before NATS is drained (the delivery engine).
+    pub background: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     pub stats: Stats,
 }
 
@@ -92,6 +100,10 @@ impl App {
             sealer: sealer(&settings),
             oauth_tokens: TokenCache::default(),
             handshakes: KeyedSlots::default(),
+            metrics: Metrics::new(),
+            deliveries: tokio_util::task::TaskTracker::new(),
+            abandon_deliveries: CancellationToken::new(),
+            background: std::sync::Mutex::new(Vec::new()),
             stats: Stats::default(),
             settings,
             nats,
@@ -99,7 +111,8 @@ impl App {
         app.ensure_bootstrap_admin().await.context("failed to create the bootstrap admin user")?;
         let app = Arc::new(app);
         tokio::spawn(app.clone().sweep_consumers(shutdown.clone()));
-        tokio::spawn(crate::delivery::run_workers(app.clone(), shutdown.clone()));
+        let engine = tokio::spawn(crate::delivery::run_workers(app.clone(), shutdown.clone()));
+        app.background.lock().expect("background lock").push(engine);
         Ok(app)
     }
 

@@ -19,7 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 
 /// Sections of the settings file; `HERALD_<SECTION>_...` variables map into them.
-const SECTIONS: &[&str] = &["grpc", "nats", "events", "consumers", "personal", "delivery", "log"];
+const SECTIONS: &[&str] = &["grpc", "nats", "events", "consumers", "personal", "delivery", "ops", "log"];
 /// `HERALD_*` variables that belong to the CLI, not to the server settings.
 const NOT_SETTINGS: &[&str] = &["server", "token", "config", "json"];
 
@@ -42,7 +42,27 @@ pub struct Settings {
     pub consumers: ConsumerSettings,
     pub personal: PersonalSettings,
     pub delivery: DeliverySettings,
+    pub ops: OpsSettings,
     pub log: LogSettings,
+}
+
+/// The ops HTTP listener (metrics, health, readiness).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpsSettings {
+    /// Address of `/metrics`, `/healthz` and `/readyz`; port 0 picks a free port.
+    #[serde(deserialize_with = "lenient")]
+    pub listen: SocketAddr,
+    /// How long in-flight webhook deliveries may finish on shutdown; those
+    /// still running are left unacknowledged and redelivered later.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        OpsSettings { listen: ([127, 0, 0, 1], 9464).into(), shutdown_grace: Duration::from_secs(10) }
+    }
 }
 
 /// The gRPC listener.
@@ -434,6 +454,9 @@ impl Settings {
             return Err(bad("personal.access_request_interval", "must be at least 1s"));
         }
         self.validate_delivery()?;
+        if self.ops.shutdown_grace > Duration::from_secs(600) {
+            return Err(bad("ops.shutdown_grace", "must be at most 10m"));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.filter).is_err() {
             return Err(bad("log.filter", "is not a valid filter directive"));
         }

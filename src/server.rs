@@ -32,6 +32,8 @@ use crate::{
 pub struct Running {
     /// The bound gRPC address (useful with port 0).
     pub addr: SocketAddr,
+    /// The bound ops address (`/metrics`, `/healthz`, `/readyz`).
+    pub ops_addr: SocketAddr,
     /// The replica's state (tests inspect it).
     pub app: Arc<App>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -67,10 +69,12 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
     // Without TCP_NODELAY small responses wait for delayed ACKs (~40 ms each).
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let router = router(&app, &settings, &shutdown).await?;
+    let ops_addr = crate::telemetry::ops::start(app.clone(), settings.ops.listen, shutdown.clone()).await?;
     let (health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, tonic_health::ServingStatus::Serving).await;
     let router = router.add_service(health_service);
     tracing::info!(%addr, tls = settings.grpc.tls_cert.is_some(), "herald gRPC server listening");
+    let engine_app = app.clone();
     let task = tokio::spawn(async move {
         let stopping = shutdown.clone();
         let health_on_stop = health.clone();
@@ -79,14 +83,19 @@ pub async fn start(settings: Settings, shutdown: CancellationToken) -> anyhow::R
             set_health(&health_on_stop, tonic_health::ServingStatus::NotServing).await;
         };
         let served = router.serve_with_incoming_shutdown(incoming, signal).await;
-        tracing::info!("gRPC server stopped; draining NATS");
+        tracing::info!("gRPC server stopped; finishing in-flight deliveries");
+        let background: Vec<_> = engine_app.background.lock().expect("background lock").drain(..).collect();
+        for task in background {
+            let _ = task.await;
+        }
+        tracing::info!("draining NATS");
         nats.drain().await;
         if let Some(mut process) = embedded {
             process.stop().await;
         }
         served.context("gRPC server failed")
     });
-    Ok(Running { addr, app, task })
+    Ok(Running { addr, ops_addr, app, task })
 }
 
 async fn router(
@@ -95,7 +104,14 @@ async fn router(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<tonic::transport::server::Router> {
     let max = settings.grpc.max_message_bytes;
-    let mut builder = Server::builder().http2_keepalive_interval(Some(Duration::from_secs(30)));
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        // A request id on every call: the caller's `x-request-id`, or a new one.
+        .trace_fn(|request| {
+            let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let id = id.filter(|v| v.len() <= 128).unwrap_or_else(crate::domain::ids::new_id);
+            tracing::info_span!("grpc", request_id = %id, method = %request.uri().path())
+        });
     if let (Some(cert), Some(key)) = (&settings.grpc.tls_cert, &settings.grpc.tls_key) {
         let cert = std::fs::read(cert).with_context(|| format!("failed to read grpc.tls_cert {}", cert.display()))?;
         let key = std::fs::read(key).with_context(|| format!("failed to read grpc.tls_key {}", key.display()))?;

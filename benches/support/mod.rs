@@ -40,6 +40,7 @@ impl Fixture {
         let mut settings = Settings::default();
         settings.nats.url = Some(nats.url().to_owned());
         settings.grpc.listen = ([127, 0, 0, 1], 0).into();
+        settings.ops.listen = ([127, 0, 0, 1], 0).into();
         settings.admin_token = Some(SecretString::from(ADMIN_TOKEN));
         settings.consumers.reply_key = Some(SecretString::from("bench-reply-key-0123456789abcdef0123456789"));
         settings.secrets_key = Some(SecretString::from("YmVuY2gtc2VjcmV0cy1rZXktMDEyMzQ1Njc4OWFiY2Q="));

@@ -96,7 +96,18 @@ impl App {
         });
         // A NATS failure fails the call: acknowledgements are idempotent, so
         // the caller simply retries the batch.
-        join_all(sends).await.into_iter().collect()
+        let outcomes: Vec<ReplyOutcome> = join_all(sends).await.into_iter().collect::<Result<_>>()?;
+        for outcome in &outcomes {
+            match (outcome.status, op) {
+                (ReplyStatus::Ok, AckOp::Ack) => self.metrics.events_acked.inc(),
+                (ReplyStatus::Ok, _) => self.metrics.events_nacked.inc(),
+                (status, _) => {
+                    let reason = format!("{status:?}").to_lowercase();
+                    self.metrics.reply_rejections.with_label_values(&[reason.as_str()]).inc();
+                }
+            }
+        }
+        Ok(outcomes)
     }
 
     /// Signature, expiry, owner and consumer checks of one reply.

@@ -55,7 +55,9 @@ impl App {
         let Some(deliveries) = self.events.fetch(id, batch_size as usize, max_bytes, max_wait).await? else {
             return Err(self.forget_consumer(id).await);
         };
-        Ok(self.deliver(&record, deliveries).await)
+        let events = self.deliver(&record, deliveries).await;
+        self.metrics.events_fetched.inc_by(events.len() as u64);
+        Ok(events)
     }
 
     /// Decodes deliveries and signs their reply tokens. Undecodable messages

@@ -146,6 +146,7 @@ impl StreamTask {
                             self.release_rest(pull).await;
                             return Some("client went away");
                         }
+                        self.app.metrics.events_streamed.inc();
                         *last_sent = Instant::now();
                     }
                 },

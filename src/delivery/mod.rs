@@ -40,4 +40,17 @@ pub async fn run_workers(app: Arc<App>, shutdown: CancellationToken) {
     for (_, handle) in workers {
         let _ = handle.await;
     }
+    // Let in-flight deliveries finish within the grace period; abandon the
+    // rest (unacknowledged, so JetStream redelivers them after the ack wait).
+    app.deliveries.close();
+    let grace = app.settings.ops.shutdown_grace;
+    if tokio::time::timeout(grace, app.deliveries.wait()).await.is_err() {
+        tracing::warn!(
+            in_flight = app.deliveries.len(),
+            ?grace,
+            "abandoning deliveries still in flight after the grace period"
+        );
+        app.abandon_deliveries.cancel();
+        app.deliveries.wait().await;
+    }
 }

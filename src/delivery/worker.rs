@@ -71,7 +71,14 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
             limiter.wait(sub.rate_limit, allowed).await;
             let permit = permits.clone().acquire_owned().await.expect("semaphore open");
             let (job_app, sub, matcher) = (app.clone(), sub.clone(), matcher.clone());
-            let job = async move { deliver(&job_app, &sub, matcher.as_ref().as_ref(), delivery, permit).await };
+            let abandon = app.abandon_deliveries.clone();
+            let job = async move {
+                tokio::select! {
+                    _ = abandon.cancelled() => {} // left unacknowledged: redelivered later
+                    _ = deliver(&job_app, &sub, matcher.as_ref().as_ref(), delivery, permit) => {}
+                }
+            };
+            let job = app.deliveries.track_future(job);
             if one_at_a_time {
                 job.await;
             } else {
@@ -117,6 +124,7 @@ async fn deliver(
     let attempt = delivery.delivered as u32;
     let attempted = app.send_event(sub, &event.id, delivery.payload.clone()).await;
     drop(slot);
+    app.metrics.delivery_latency.observe(attempted.latency.as_secs_f64());
     let decision = app.retry_policy.decide(attempt, &attempted.response);
     let (op, outcome, next_at) = match decision {
         Decision::Delivered => (AckOp::Ack, AttemptOutcome::Delivered, None),
@@ -135,6 +143,9 @@ async fn deliver(
         }
     };
     let kind = AttemptKind::Delivery;
+    let outcome_label = format!("{outcome:?}").to_lowercase();
+    let class = crate::telemetry::metrics::status_class(attempted.status);
+    app.metrics.deliveries.with_label_values(&[outcome_label.as_str(), class]).inc();
     app.log_attempt(sub, &event.id, delivery.stream_sequence, attempt, kind, &attempted, outcome, next_at).await;
     settle(op).await;
 }

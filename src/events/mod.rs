@@ -51,6 +51,7 @@ impl App {
     /// events. `batch` only changes how fields are named in errors
     /// (`events[2].payload_json` rather than `payload_json`).
     pub async fn emit(&self, who: &Principal, requests: Vec<EmitRequest>, batch: bool) -> Result<Vec<Stored>> {
+        let started = std::time::Instant::now();
         let max = self.settings.events.max_batch;
         if requests.is_empty() {
             return Err(Error::invalid("events", "must hold at least one event"));
@@ -93,7 +94,11 @@ impl App {
             types.push(event_type);
         }
         let stored = self.events.publish(outgoing).await?;
+        self.metrics.emit_latency.observe(started.elapsed().as_secs_f64());
         types.sort();
+        for t in types.chunk_by(|a, b| a == b) {
+            self.metrics.events_emitted.with_label_values(&[t[0].as_str()]).inc_by(t.len() as u64);
+        }
         types.dedup();
         self.note_event_types(types.iter().map(String::as_str));
         Ok(stored)

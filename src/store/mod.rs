@@ -14,7 +14,13 @@ mod mirror;
 mod personal;
 mod scan;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use async_nats::{
@@ -67,18 +73,31 @@ pub struct Nats {
     client: Client,
     js: jetstream::Context,
     replicas: usize,
+    reconnects: Arc<AtomicU64>,
 }
 
 impl Nats {
     /// Connects to `url` and checks the server: version at least 2.10,
     /// JetStream enabled, and a max payload that fits Herald's largest event.
     pub async fn connect(url: &str, settings: &Settings) -> anyhow::Result<Self> {
+        let servers: Vec<String> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+        let reconnects = Arc::new(AtomicU64::new(0));
+        let counter = reconnects.clone();
         let client = ConnectOptions::new()
             .name("herald")
             .connection_timeout(settings.nats.connect_timeout)
             .request_timeout(Some(settings.nats.request_timeout))
-            .event_callback(|event| async move { log_connection_event(event) })
-            .connect(url)
+            .max_reconnects(None)
+            .event_callback(move |event| {
+                let counter = counter.clone();
+                async move {
+                    if matches!(event, Event::Connected) {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    log_connection_event(event)
+                }
+            })
+            .connect(servers)
             .await
             .with_context(|| format!("failed to connect to NATS at {url}"))?;
         let info = client.server_info();
@@ -97,7 +116,19 @@ impl Nats {
         }
         tracing::info!(server_version = %info.version, %url, "connected to NATS");
         let js = jetstream::ContextBuilder::new().timeout(settings.nats.request_timeout).build(client.clone());
-        Ok(Nats { client, js, replicas: settings.nats.replicas })
+        Ok(Nats { client, js, replicas: settings.nats.replicas, reconnects })
+    }
+
+    /// How many times the connection was re-established after a loss.
+    pub fn reconnects(&self) -> u64 {
+        // The first `Connected` event is the initial connection.
+        self.reconnects.load(Ordering::Relaxed).saturating_sub(1)
+    }
+
+    /// True when the events stream answers (for readiness).
+    pub async fn streams_present(&self) -> bool {
+        self.js.get_stream_no_info(EVENTS_STREAM).await.is_ok()
+            && self.js.get_stream_no_info(PERSONAL_STREAM).await.is_ok()
     }
 
     /// The underlying client (for the few places that publish core NATS).

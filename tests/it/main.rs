@@ -4,6 +4,7 @@
 mod cli;
 mod consumers;
 mod events;
+mod ops;
 mod personal;
 mod receivers;
 mod resources;

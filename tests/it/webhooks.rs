@@ -468,6 +468,7 @@ async fn a_killed_replica_leaves_its_delivery_to_be_redelivered_with_the_same_we
         .env("HERALD_ADMIN_TOKEN", crate::support::ADMIN_TOKEN)
         .env("HERALD_CONSUMERS_REPLY_KEY", crate::support::REPLY_KEY)
         .env("HERALD_SECRETS_KEY", crate::support::SECRETS_KEY)
+        .env("HERALD_OPS_LISTEN", "127.0.0.1:0")
         .env("HERALD_DELIVERY_ALLOWED_NETWORKS", "127.0.0.1/32")
         .env("HERALD_DELIVERY_REQUEST_TIMEOUT", "2s") // the subscription's ack wait becomes 8 s
         .env("RUST_LOG", "warn")

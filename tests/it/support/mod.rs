@@ -78,6 +78,7 @@ pub fn test_settings(nats_url: &str) -> Settings {
     s.delivery.retry_schedule = vec![Duration::from_millis(300); 3];
     s.delivery.retry_jitter = 0.0;
     s.delivery.request_timeout = Duration::from_secs(3);
+    s.ops.listen = ([127, 0, 0, 1], 0).into();
     s
 }
 
@@ -131,6 +132,11 @@ impl TestApp {
                 .expect("herald stops within 20s")
                 .expect("herald stops cleanly");
         }
+    }
+
+    /// The ops listener's address.
+    pub fn ops_addr(&self) -> std::net::SocketAddr {
+        self.running.as_ref().expect("herald running").ops_addr
     }
 
     pub async fn admin(&self) -> Clients {

@@ -1,4 +1,8 @@
-//! Logging setup (`tracing`), text or JSON, filtered like `RUST_LOG`.
+//! Telemetry: logging setup (`tracing`, text or JSON, filtered like
+//! `RUST_LOG`), Prometheus metrics, and the ops HTTP listener.
+
+pub mod metrics;
+pub mod ops;
 
 use tracing_subscriber::{EnvFilter, fmt};
 
