@@ -2,6 +2,7 @@
 //! test against its own real nats-server.
 
 mod cli;
+mod cluster;
 mod consumers;
 mod events;
 mod ops;

@@ -275,3 +275,80 @@ pub async fn grant(app: &TestApp, user_id: &str, resource_id: &str, level: heral
         pb::GrantPermissionRequest { user_id: user_id.into(), resource_id: resource_id.into(), level: level as i32 };
     app.admin().await.users().grant_permission(request).await.expect("grant");
 }
+
+/// Three nats-server nodes clustered on loopback with JetStream.
+pub struct NatsCluster {
+    nodes: Vec<Option<NatsProcess>>,
+    args: Vec<(std::net::SocketAddr, Vec<String>)>,
+    pub dir: TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl NatsCluster {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes =
+            cluster_ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let args: Vec<(std::net::SocketAddr, Vec<String>)> = (0..3)
+            .map(|i| {
+                let client: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+                let extra = vec![
+                    "-n".into(),
+                    format!("node{i}"),
+                    "--cluster_name".into(),
+                    "herald-test".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{}", cluster_ports[i]),
+                    "--routes".into(),
+                    routes.clone(),
+                ];
+                (client, extra)
+            })
+            .collect();
+        let mut cluster = NatsCluster { nodes: vec![None, None, None], args, dir };
+        let starts = (0..3).map(|i| cluster.spawn(i));
+        let started = futures::future::join_all(starts).await;
+        cluster.nodes = started.into_iter().map(Some).collect();
+        cluster.wait_for_jetstream().await;
+        cluster
+    }
+
+    fn spawn(&self, i: usize) -> impl std::future::Future<Output = NatsProcess> + use<> {
+        let (addr, extra) = self.args[i].clone();
+        let store = self.dir.path().join(format!("node{i}"));
+        async move { NatsProcess::start_with_args(&nats_bin(), addr, &store, &extra).await.expect("start cluster node") }
+    }
+
+    /// All client URLs, comma-separated (as `nats.url` takes them).
+    pub fn urls(&self) -> String {
+        self.args.iter().map(|(a, _)| format!("nats://{a}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// Waits until the cluster has a JetStream meta leader.
+    pub async fn wait_for_jetstream(&self) {
+        let urls: Vec<String> = self.urls().split(',').map(str::to_owned).collect();
+        let client = async_nats::connect(urls).await.expect("connect to the cluster");
+        let js = async_nats::jetstream::new(client);
+        eventually(Duration::from_secs(30), "JetStream to be ready on the cluster", || async {
+            js.query_account().await.ok().map(drop)
+        })
+        .await;
+    }
+
+    /// Kills node `i` (SIGKILL).
+    pub async fn kill(&mut self, i: usize) {
+        if let Some(mut node) = self.nodes[i].take() {
+            node.kill().await;
+        }
+    }
+
+    /// Starts node `i` again with its store dir.
+    pub async fn restart(&mut self, i: usize) {
+        self.kill(i).await;
+        self.nodes[i] = Some(self.spawn(i).await);
+    }
+}
