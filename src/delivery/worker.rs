@@ -18,6 +18,7 @@ use crate::{
     app::App,
     domain::subscription::{AttemptKind, AttemptOutcome, SubscriptionRecord, consumer_name},
     store::{AckOp, AckSubject, Delivery},
+    subscriptions::Attempt,
 };
 
 /// Longest a pull request stays open, so configuration changes apply quickly.
@@ -142,11 +143,12 @@ async fn deliver(
             (AckOp::Nak(Some(RELEASE_DELAY)), AttemptOutcome::Disabled, None)
         }
     };
-    let kind = AttemptKind::Delivery;
     let outcome_label = format!("{outcome:?}").to_lowercase();
     let class = crate::telemetry::metrics::status_class(attempted.status);
     app.metrics.deliveries.with_label_values(&[outcome_label.as_str(), class]).inc();
-    app.log_attempt(sub, &event.id, delivery.stream_sequence, attempt, kind, &attempted, outcome, next_at).await;
+    let of =
+        Attempt { sub, event_id: &event.id, sequence: delivery.stream_sequence, attempt, kind: AttemptKind::Delivery };
+    app.log_attempt(of, &attempted, outcome, next_at).await;
     settle(op).await;
 }
 

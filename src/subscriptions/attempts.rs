@@ -25,6 +25,18 @@ use crate::{
 /// Type of the event `SendTestEvent` delivers.
 pub const PING_TYPE: &str = "herald.ping";
 
+/// Which delivery attempt of which event of which subscription.
+#[derive(Clone, Copy)]
+pub(crate) struct Attempt<'a> {
+    pub sub: &'a SubscriptionRecord,
+    pub event_id: &'a str,
+    /// Stream sequence of the event (0 for test events).
+    pub sequence: u64,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub kind: AttemptKind,
+}
+
 /// An attempt as listed: its record and its position in the log (the page token).
 #[derive(Clone, Debug)]
 pub struct ListedAttempt {
@@ -34,18 +46,14 @@ pub struct ListedAttempt {
 
 impl App {
     /// Appends an attempt to the log and updates the subscription's status.
-    #[allow(clippy::too_many_arguments)] // one call site per delivery kind; a struct would only rename them
     pub(crate) async fn log_attempt(
         &self,
-        sub: &SubscriptionRecord,
-        event_id: &str,
-        sequence: u64,
-        attempt: u32,
-        kind: AttemptKind,
+        of: Attempt<'_>,
         attempted: &Attempted,
         outcome: AttemptOutcome,
         next_attempt_at: Option<OffsetDateTime>,
     ) -> AttemptRecord {
+        let Attempt { sub, event_id, sequence, attempt, kind } = of;
         let now = OffsetDateTime::now_utc();
         let record = AttemptRecord {
             event_id: event_id.to_owned(),
@@ -168,9 +176,14 @@ impl App {
         let body = self.events.event_at(last.record.sequence).await?.ok_or_else(|| Error::NotFound {
             what: format!("event {event_id} (past the events stream's retention)"),
         })?;
-        Ok(self
-            .deliver_once(&sub, event_id, last.record.sequence, last.record.attempt + 1, AttemptKind::Resend, body)
-            .await)
+        let of = Attempt {
+            sub: &sub,
+            event_id,
+            sequence: last.record.sequence,
+            attempt: last.record.attempt + 1,
+            kind: AttemptKind::Resend,
+        };
+        Ok(self.deliver_once(of, body).await)
     }
 
     /// Delivers once each stored event of the subscription's scope since
@@ -191,7 +204,14 @@ impl App {
                         continue;
                     }
                 }
-                app.deliver_once(&sub, &event.id, message.sequence, 1, AttemptKind::Replay, message.payload).await;
+                let of = Attempt {
+                    sub: &sub,
+                    event_id: &event.id,
+                    sequence: message.sequence,
+                    attempt: 1,
+                    kind: AttemptKind::Replay,
+                };
+                app.deliver_once(of, message.payload).await;
             }
         });
         Ok(count)
@@ -210,24 +230,17 @@ impl App {
             payload: serde_json::value::to_raw_value(&serde_json::json!({"message": "test event from Herald"})).ok(),
         };
         let body = serde_json::to_vec(&event).map_err(|e| Error::internal("failed to encode a test event", e))?;
-        Ok(self.deliver_once(&sub, &event.id, 0, 1, AttemptKind::Test, Bytes::from(body)).await)
+        let of = Attempt { sub: &sub, event_id: &event.id, sequence: 0, attempt: 1, kind: AttemptKind::Test };
+        Ok(self.deliver_once(of, Bytes::from(body)).await)
     }
 
     /// One attempt outside the retry machinery, logged.
-    async fn deliver_once(
-        &self,
-        sub: &SubscriptionRecord,
-        event_id: &str,
-        sequence: u64,
-        attempt: u32,
-        kind: AttemptKind,
-        body: Bytes,
-    ) -> AttemptRecord {
-        let attempted = self.send_event(sub, event_id, body).await;
+    async fn deliver_once(&self, of: Attempt<'_>, body: Bytes) -> AttemptRecord {
+        let attempted = self.send_event(of.sub, of.event_id, body).await;
         let outcome = match self.retry_policy.decide(1, &attempted.response) {
             Decision::Delivered => AttemptOutcome::Delivered,
             _ => AttemptOutcome::Failed,
         };
-        self.log_attempt(sub, event_id, sequence, attempt, kind, &attempted, outcome, None).await
+        self.log_attempt(of, &attempted, outcome, None).await
     }
 }

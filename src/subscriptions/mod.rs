@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+pub(crate) use attempts::Attempt;
 pub use attempts::{ListedAttempt, PING_TYPE};
 pub use types::{EventTypeInfo, EventTypeRecord};
 

@@ -48,7 +48,12 @@ async fn drain(fetcher: &Clients, acker: &Clients, consumer: &str, ids: &HashSet
     let mut seen = HashSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !ids.is_subset(&seen) {
-        assert!(tokio::time::Instant::now() < deadline, "only {} of {} events reached the consumer", seen.len(), ids.len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {} events reached the consumer",
+            seen.len(),
+            ids.len()
+        );
         let request = pb::GetEventMessageBatchRequest {
             stream_consumer: consumer.into(),
             batch_size: 100,
@@ -83,7 +88,10 @@ async fn two_replicas_on_a_three_node_cluster_survive_losing_a_node_and_a_replic
         .notifications()
         .create_stream_consumer(pb::CreateStreamConsumerRequest {
             target: Some(pb::ConsumerTarget {
-                target: Some(Target::Resource(pb::ResourceTarget { resource_id: p.clone(), include_subresources: true })),
+                target: Some(Target::Resource(pb::ResourceTarget {
+                    resource_id: p.clone(),
+                    include_subresources: true,
+                })),
             }),
             custom_types: vec!["cluster.*".into()],
             ..Default::default()
@@ -99,7 +107,11 @@ async fn two_replicas_on_a_three_node_cluster_survive_losing_a_node_and_a_replic
             target: Some(Target::Resource(pb::ResourceTarget { resource_id: p.clone(), include_subresources: true })),
         }),
         custom_types: vec!["cluster.*".into()],
-        destination: Some(Destination::Webhook(pb::WebhookDestination { url: receiver.url.clone(), method: 0, headers: vec![] })),
+        destination: Some(Destination::Webhook(pb::WebhookDestination {
+            url: receiver.url.clone(),
+            method: 0,
+            headers: vec![],
+        })),
         ..Default::default()
     };
     client_a.subscriptions().create_subscription(subscription).await.unwrap();

@@ -8,64 +8,22 @@ use herald::{
     cli::client::Clients,
     delivery::signing,
     grpc::pb::{
-        self, AttemptOutcome, ResourceVariant as V, consumer_target::Target, create_auth_config_request::Auth,
-        create_subscription_request::Destination, emit_event_request::Kind, slack_destination::Slack,
+        self, AttemptOutcome, ResourceVariant as V, create_auth_config_request::Auth,
+        create_subscription_request::Destination, slack_destination::Slack,
     },
 };
 
-use crate::support::{
-    TestApp, create_resource, eventually,
-    receiver::{Answer, WebhookReceiver},
+use crate::{
+    support::{
+        TestApp, create_resource, eventually,
+        receiver::{Answer, WebhookReceiver},
+    },
+    webhooks::{attempts, create, emit, setup, subscription as webhook},
 };
-
-fn target(resource_id: &str) -> Option<pb::ConsumerTarget> {
-    Some(pb::ConsumerTarget {
-        target: Some(Target::Resource(pb::ResourceTarget {
-            resource_id: resource_id.into(),
-            include_subresources: true,
-        })),
-    })
-}
-
-fn webhook(name: &str, resource_id: &str, url: &str) -> pb::CreateSubscriptionRequest {
-    pb::CreateSubscriptionRequest {
-        name: name.into(),
-        target: target(resource_id),
-        destination: Some(Destination::Webhook(pb::WebhookDestination { url: url.into(), method: 0, headers: vec![] })),
-        ..Default::default()
-    }
-}
-
-async fn create(client: &Clients, request: pb::CreateSubscriptionRequest) -> pb::CreateSubscriptionResponse {
-    client.subscriptions().create_subscription(request).await.expect("create subscription").into_inner()
-}
 
 async fn auth_config(client: &Clients, name: &str, auth: Auth) -> String {
     let request = pb::CreateAuthConfigRequest { name: name.into(), auth: Some(auth) };
     client.auth_configs().create_auth_config(request).await.expect("auth config").into_inner().auth_config.unwrap().id
-}
-
-async fn emit(client: &Clients, resource_id: &str, event_type: &str, payload: &str) -> pb::EmittedEvent {
-    let request = pb::EmitEventRequest {
-        resource_id: resource_id.into(),
-        kind: Some(Kind::CustomType(event_type.into())),
-        payload_json: payload.into(),
-        idempotency_key: String::new(),
-    };
-    client.events().emit_event(request).await.expect("emit").into_inner().event.unwrap()
-}
-
-async fn attempts(client: &Clients, id: &str) -> Vec<pb::DeliveryAttempt> {
-    let request =
-        pb::ListDeliveryAttemptsRequest { subscription_id: id.into(), page_size: 100, page_token: String::new() };
-    client.subscriptions().list_delivery_attempts(request).await.unwrap().into_inner().attempts
-}
-
-async fn setup() -> (TestApp, Clients, String) {
-    let app = TestApp::spawn().await;
-    let admin = app.admin().await;
-    let p = create_resource(&admin, V::Project, "p", "").await.id;
-    (app, admin, p)
 }
 
 #[tokio::test]

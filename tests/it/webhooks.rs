@@ -18,7 +18,7 @@ use crate::support::{
     receiver::{Answer, Received, WebhookReceiver},
 };
 
-fn target(resource_id: &str) -> Option<pb::ConsumerTarget> {
+pub(crate) fn target(resource_id: &str) -> Option<pb::ConsumerTarget> {
     Some(pb::ConsumerTarget {
         target: Some(Target::Resource(pb::ResourceTarget {
             resource_id: resource_id.into(),
@@ -27,7 +27,7 @@ fn target(resource_id: &str) -> Option<pb::ConsumerTarget> {
     })
 }
 
-fn subscription(name: &str, resource_id: &str, url: &str) -> pb::CreateSubscriptionRequest {
+pub(crate) fn subscription(name: &str, resource_id: &str, url: &str) -> pb::CreateSubscriptionRequest {
     pb::CreateSubscriptionRequest {
         name: name.into(),
         target: target(resource_id),
@@ -43,11 +43,11 @@ fn webhook_mut(request: &mut pb::CreateSubscriptionRequest) -> &mut pb::WebhookD
     }
 }
 
-async fn create(client: &Clients, request: pb::CreateSubscriptionRequest) -> pb::CreateSubscriptionResponse {
+pub(crate) async fn create(client: &Clients, request: pb::CreateSubscriptionRequest) -> pb::CreateSubscriptionResponse {
     client.subscriptions().create_subscription(request).await.expect("create subscription").into_inner()
 }
 
-async fn emit(client: &Clients, resource_id: &str, event_type: &str, payload: &str) -> pb::EmittedEvent {
+pub(crate) async fn emit(client: &Clients, resource_id: &str, event_type: &str, payload: &str) -> pb::EmittedEvent {
     let request = pb::EmitEventRequest {
         resource_id: resource_id.into(),
         kind: Some(Kind::CustomType(event_type.into())),
@@ -57,13 +57,13 @@ async fn emit(client: &Clients, resource_id: &str, event_type: &str, payload: &s
     client.events().emit_event(request).await.expect("emit").into_inner().event.unwrap()
 }
 
-async fn attempts(client: &Clients, id: &str) -> Vec<pb::DeliveryAttempt> {
+pub(crate) async fn attempts(client: &Clients, id: &str) -> Vec<pb::DeliveryAttempt> {
     let request =
         pb::ListDeliveryAttemptsRequest { subscription_id: id.into(), page_size: 1000, page_token: String::new() };
     client.subscriptions().list_delivery_attempts(request).await.expect("attempts").into_inner().attempts
 }
 
-async fn setup() -> (TestApp, Clients, String) {
+pub(crate) async fn setup() -> (TestApp, Clients, String) {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
     let p = create_resource(&admin, V::Project, "p", "").await.id;

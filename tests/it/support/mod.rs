@@ -291,8 +291,7 @@ impl NatsCluster {
     pub async fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let cluster_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let routes =
-            cluster_ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+        let routes = cluster_ports.iter().map(|p| format!("nats://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
         let args: Vec<(std::net::SocketAddr, Vec<String>)> = (0..3)
             .map(|i| {
                 let client: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
