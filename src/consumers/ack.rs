@@ -72,9 +72,20 @@ impl App {
         }
         self.nats.ensure_connected()?;
         let now = OffsetDateTime::now_utc();
-        let checked: Vec<Result<AckSubject, ReplyOutcome>> =
-            replies.iter().map(|token| self.check_reply(who, only_consumer, token, now)).collect();
-        let floors = self.ack_floors(&checked).await?;
+        let check = async { replies.iter().map(|token| self.check_reply(who, only_consumer, token, now)).collect() };
+        // With the consumer named, its state is read while the tokens are checked.
+        let (checked, floors): (Vec<Result<AckSubject, ReplyOutcome>>, HashMap<String, u64>) = match only_consumer {
+            Some(id) => {
+                let (state, checked) = tokio::join!(self.events.consumer_state(id), check);
+                let floors = state?.map(|s| (id.to_owned(), s.ack_floor)).into_iter().collect();
+                (checked, floors)
+            }
+            None => {
+                let checked = check.await;
+                let floors = self.ack_floors(&checked).await?;
+                (checked, floors)
+            }
+        };
         let sends = checked.into_iter().map(|check| async {
             let ack = match check {
                 Ok(ack) => ack,
