@@ -135,3 +135,58 @@ async fn shutdown_lets_deliveries_finish_within_the_grace_period_and_leaves_the_
     assert_eq!(got[1].header("webhook-id"), event.event_id);
     quick.assert_stays_at(1, Duration::from_millis(1500)).await;
 }
+
+#[tokio::test]
+async fn open_streams_end_with_unavailable_on_shutdown_so_clients_reconnect_elsewhere() {
+    let mut app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let p = create_resource(&admin, V::Project, "p", "").await.id;
+    let consumer = admin
+        .notifications()
+        .create_stream_consumer(pb::CreateStreamConsumerRequest {
+            target: Some(pb::ConsumerTarget {
+                target: Some(Target::Resource(pb::ResourceTarget { resource_id: p, include_subresources: true })),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stream_consumer;
+    let request = pb::GetEventMessageStreamRequest { stream_consumer: consumer };
+    let mut events = admin.notifications().get_event_message_stream(request).await.unwrap().into_inner();
+    let mut inbox = admin
+        .personal()
+        .watch_personal_notifications(pb::WatchPersonalNotificationsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let stopping = tokio::spawn(async move { app.stop_herald().await });
+    for ended in [
+        tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                match events.message().await {
+                    Err(status) => return status,
+                    Ok(None) => return tonic::Status::new(tonic::Code::Ok, "ended without a status"),
+                    Ok(Some(_)) => {}
+                }
+            }
+        })
+        .await
+        .expect("the event stream ends"),
+        tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                match inbox.message().await {
+                    Err(status) => return status,
+                    Ok(None) => return tonic::Status::new(tonic::Code::Ok, "ended without a status"),
+                    Ok(Some(_)) => {}
+                }
+            }
+        })
+        .await
+        .expect("the notification watch ends"),
+    ] {
+        assert_eq!(ended.code(), tonic::Code::Unavailable, "{ended:?}");
+    }
+    stopping.await.unwrap();
+}
