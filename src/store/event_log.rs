@@ -116,11 +116,6 @@ impl EventLog {
         })
     }
 
-    /// The JetStream context (for consumers on the stream).
-    pub fn jetstream(&self) -> &jetstream::Context {
-        &self.js
-    }
-
     /// Publishes `events` pipelined and returns where each was stored, in
     /// order (see [`publish_pipelined`]). Duplicates report the original id.
     pub async fn publish(&self, events: Vec<OutgoingEvent>) -> Result<Vec<Stored>> {

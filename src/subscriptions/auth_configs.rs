@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::{
     app::App,
-    auth::{Principal, sealing::mask},
+    auth::Principal,
     domain::{
         ids,
         subscription::{AuthConfigRecord, AuthKind, check_url},
@@ -169,13 +169,5 @@ pub fn masked(record: &AuthConfigRecord) -> AuthKind {
             audience: audience.clone(),
             extra_params: extra_params.clone(),
         },
-    }
-}
-
-/// Masks a Slack incoming webhook URL for display: scheme and host only.
-pub fn mask_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => format!("{}://{}/…", u.scheme(), u.host_str().unwrap_or_default()),
-        Err(_) => mask(url),
     }
 }
