@@ -5,7 +5,7 @@ use std::time::Duration;
 use herald::grpc::pb;
 use tonic::Code;
 
-use crate::support::{TestApp, assert_status, eventually};
+use crate::support::{TestApp, assert_status, create_resource, eventually};
 
 #[tokio::test]
 async fn only_admins_create_and_list_users() {
@@ -191,18 +191,7 @@ async fn account_changes_emit_events_on_the_users_own_subject() {
     let app = TestApp::spawn().await;
     let (user_id, token) = app.new_user_token("hank", false).await;
     let admin = app.admin().await;
-    let project = admin
-        .resources()
-        .create_resource(pb::CreateResourceRequest {
-            variant: pb::ResourceVariant::Project as i32,
-            name: "p".into(),
-            parent_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .resource
-        .unwrap();
+    let project = create_resource(&admin, pb::ResourceVariant::Project, "p", "").await;
     let grant = pb::GrantPermissionRequest {
         user_id: user_id.clone(),
         resource_id: project.id.clone(),
@@ -248,18 +237,7 @@ async fn granting_needs_admin_on_the_resource() {
     let app = TestApp::spawn().await;
     let (owner_id, owner) = app.new_user("owner", true).await;
     let (other_id, other) = app.new_user("other", false).await;
-    let project = owner
-        .resources()
-        .create_resource(pb::CreateResourceRequest {
-            variant: pb::ResourceVariant::Project as i32,
-            name: "p".into(),
-            parent_id: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .resource
-        .unwrap();
+    let project = create_resource(&owner, pb::ResourceVariant::Project, "p", "").await;
     // The creator holds ADMIN and may grant; the other user may not.
     let grant = |user_id: &str, level: pb::PermissionLevel| pb::GrantPermissionRequest {
         user_id: user_id.into(),
