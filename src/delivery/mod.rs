@@ -53,4 +53,6 @@ pub async fn run_workers(app: Arc<App>, shutdown: CancellationToken) {
         app.abandon_deliveries.cancel();
         app.deliveries.wait().await;
     }
+    app.events.flush_settled().await;
+    app.attempts.flush().await;
 }

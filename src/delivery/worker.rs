@@ -103,11 +103,7 @@ async fn deliver(
     slot: OwnedSemaphorePermit,
 ) {
     let Some(ack) = AckSubject::parse(&delivery.ack_subject) else { return };
-    let settle = |op| async move {
-        if let Err(err) = app.events.settle(&ack, op).await {
-            tracing::warn!(subscription = %sub.id, error = %err, "failed to settle a delivery; it will be redelivered");
-        }
-    };
+    let settle = |op| app.events.settle(&ack, op);
     if app.subscriptions.cached(&sub.id).is_none_or(|s| s.disabled.is_some()) {
         return settle(AckOp::Nak(Some(RELEASE_DELAY))).await;
     }

@@ -1,7 +1,8 @@
 //! The delivery attempt log: stream `HERALD_DELIVERIES`, one subject per
-//! subscription (`herald.dl.<subscription id>`), capped per subject and aged out.
+//! subscription (`herald.dl.<subscription id>`), written in batches, capped
+//! per subject and aged out.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use async_nats::jetstream::{
@@ -10,13 +11,16 @@ use async_nats::jetstream::{
     stream::{self, DiscardPolicy, RetentionPolicy, StorageType},
 };
 use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Nats, OutgoingEvent,
-    event_log::publish_pipelined,
+    Nats,
     scan::{StoredMessage, read_all},
 };
-use crate::{config::Settings, error::Result};
+use crate::{
+    config::Settings,
+    error::{Error, Result},
+};
 
 /// Name of the JetStream stream holding delivery attempts.
 pub const ATTEMPTS_STREAM: &str = "HERALD_DELIVERIES";
@@ -26,12 +30,29 @@ pub fn attempts_subject(id: &str) -> String {
     format!("herald.dl.{id}")
 }
 
-/// The attempt log.
+/// Most records in one batch message.
+pub const BATCH_RECORDS: usize = 64;
+/// A batch is sent as soon as its records reach this many bytes.
+pub const BATCH_BYTES: usize = 16 * 1024;
+/// Longest a record waits in its batch before it is sent.
+pub const BATCH_LINGER: Duration = Duration::from_millis(20);
+/// Records queued for batching before appending waits (back-pressure).
+const QUEUE: usize = 4096;
+
+/// The attempt log. Records are appended in batches: one message per
+/// subscription holds a JSON array of up to `BATCH_RECORDS` records, sent
+/// when full or after `BATCH_LINGER`, so a busy subscription costs
+/// JetStream one stored message per batch rather than one per attempt.
 #[derive(Clone)]
 pub struct AttemptLog {
     nats: Nats,
-    js: jetstream::Context,
     stream: Arc<stream::Stream>,
+    queue: mpsc::Sender<Command>,
+}
+
+enum Command {
+    Append { id: String, record: Bytes, confirmed: Option<oneshot::Sender<Result<()>>> },
+    Flush(oneshot::Sender<()>),
 }
 
 impl AttemptLog {
@@ -43,6 +64,7 @@ impl AttemptLog {
             retention: RetentionPolicy::Limits,
             discard: DiscardPolicy::Old,
             storage: StorageType::File,
+            // Counts batches, so at least this many records are kept; reading trims to it.
             max_messages_per_subject: settings.delivery.attempt_log_per_subscription,
             max_age: settings.delivery.attempt_log_max_age,
             num_replicas: settings.nats.replicas,
@@ -51,32 +73,39 @@ impl AttemptLog {
         };
         js.create_or_update_stream(config).await.context("failed to create the delivery attempt stream")?;
         let stream = js.get_stream(ATTEMPTS_STREAM).await.context("failed to open the delivery attempt stream")?;
-        Ok(AttemptLog { nats, js, stream: Arc::new(stream) })
+        let (queue, commands) = mpsc::channel(QUEUE);
+        tokio::spawn(Batcher { nats: nats.clone(), js, pending: HashMap::new() }.run(commands));
+        Ok(AttemptLog { nats, stream: Arc::new(stream), queue })
     }
 
-    /// Appends an attempt record (JSON) for subscription `id` without
-    /// waiting for JetStream's acknowledgement: the log records deliveries,
-    /// it is not part of them, and not waiting halves its cost per delivery.
-    /// While NATS is unreachable records are refused (and the refusal
-    /// logged) rather than buffered.
-    pub async fn append(&self, id: &str, record: Bytes) -> Result<()> {
-        self.nats.ensure_connected()?;
-        self.nats
-            .client()
-            .publish(attempts_subject(id), record)
-            .await
-            .map_err(|e| self.nats.failure("failed to log a delivery attempt", e))
+    /// Appends an attempt record (JSON) for subscription `id` to its next
+    /// batch, without waiting for JetStream's acknowledgement: the log
+    /// records deliveries, it is not part of them. While NATS is unreachable
+    /// batches are dropped (and the loss logged) rather than buffered.
+    pub async fn append(&self, id: &str, record: Bytes) {
+        let command = Command::Append { id: id.to_owned(), record, confirmed: None };
+        let _ = self.queue.send(command).await;
     }
 
-    /// Appends an attempt record and waits until JetStream stored it (for
-    /// attempts whose result goes back to a caller).
+    /// Appends an attempt record, sending its batch at once, and waits until
+    /// JetStream stored it (for attempts whose result goes back to a caller).
     pub async fn append_confirmed(&self, id: &str, record: Bytes) -> Result<()> {
-        let message =
-            OutgoingEvent { event_id: String::new(), subject: attempts_subject(id), body: record, dedup_id: None };
-        publish_pipelined(&self.nats, &self.js, vec![message]).await.map(drop)
+        let (reply, stored) = oneshot::channel();
+        let command = Command::Append { id: id.to_owned(), record, confirmed: Some(reply) };
+        self.queue.send(command).await.map_err(|_| Error::Unavailable("the attempt log is closed".into()))?;
+        stored.await.map_err(|_| Error::Unavailable("the attempt log is closed".into()))?
+    }
+
+    /// Sends every pending batch (at shutdown).
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.queue.send(Command::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
     }
 
     /// Every kept attempt of subscription `id`, oldest first.
+    /// (Batches: each payload is a JSON array of records.)
     pub async fn list(&self, id: &str) -> Result<Vec<StoredMessage>> {
         read_all(&self.nats, &self.stream, vec![attempts_subject(id)], DeliverPolicy::All, usize::MAX, u64::MAX).await
     }
@@ -85,6 +114,105 @@ impl AttemptLog {
     pub async fn purge(&self, id: &str) {
         if let Err(err) = self.stream.purge().filter(attempts_subject(id)).await {
             tracing::warn!(subscription = id, error = %err, "failed to purge delivery attempts");
+        }
+    }
+}
+
+/// Records of one subscription waiting to be sent.
+#[derive(Default)]
+struct Batch {
+    records: Vec<Bytes>,
+    bytes: usize,
+}
+
+/// Owns the pending batches; the only writer of delivery attempts.
+struct Batcher {
+    nats: Nats,
+    js: jetstream::Context,
+    pending: HashMap<String, Batch>,
+}
+
+impl Batcher {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut linger = tokio::time::interval(BATCH_LINGER);
+        linger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Append { id, record, confirmed }) => {
+                        let batch = self.pending.entry(id.clone()).or_default();
+                        batch.bytes += record.len() + 1;
+                        batch.records.push(record);
+                        if let Some(reply) = confirmed {
+                            self.send_confirmed(&id, reply).await;
+                        } else if batch.records.len() >= BATCH_RECORDS || batch.bytes >= BATCH_BYTES {
+                            self.send(&id).await;
+                        }
+                    }
+                    Some(Command::Flush(done)) => {
+                        self.send_all().await;
+                        let _ = done.send(());
+                    }
+                    None => return self.send_all().await,
+                },
+                _ = linger.tick() => self.send_all().await,
+            }
+        }
+    }
+
+    /// The JSON array of subscription `id`'s pending records.
+    fn take(&mut self, id: &str) -> Option<(String, Bytes, usize)> {
+        let batch = self.pending.remove(id)?;
+        let mut body = Vec::with_capacity(batch.bytes + 1);
+        body.push(b'[');
+        for (i, record) in batch.records.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(record);
+        }
+        body.push(b']');
+        Some((attempts_subject(id), Bytes::from(body), batch.records.len()))
+    }
+
+    async fn send(&mut self, id: &str) {
+        let Some((subject, body, records)) = self.take(id) else { return };
+        let sent = match self.nats.ensure_connected() {
+            Ok(()) => self.nats.client().publish(subject, body).await.map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        if let Err(err) = sent {
+            tracing::warn!(subscription = id, records, error = %err, "failed to log delivery attempts");
+        }
+    }
+
+    async fn send_all(&mut self) {
+        let ids: Vec<String> = self.pending.keys().cloned().collect();
+        for id in ids {
+            self.send(&id).await;
+        }
+    }
+
+    /// Sends subscription `id`'s batch; `reply` gets JetStream's
+    /// confirmation (awaited aside, so the batcher never waits on it).
+    async fn send_confirmed(&mut self, id: &str, reply: oneshot::Sender<Result<()>>) {
+        let Some((subject, body, _)) = self.take(id) else { return };
+        if let Err(err) = self.nats.ensure_connected() {
+            let _ = reply.send(Err(err));
+            return;
+        }
+        let fail = |e: &dyn std::fmt::Display| self.nats.failure("failed to log a delivery attempt", e.to_string());
+        match self.js.publish(subject, body).await {
+            Ok(ack) => {
+                let nats = self.nats.clone();
+                tokio::spawn(async move {
+                    let stored = ack.await.map(drop).map_err(|e| nats.failure("failed to log a delivery attempt", e));
+                    let _ = reply.send(stored);
+                });
+            }
+            Err(err) => {
+                let _ = reply.send(Err(fail(&err)));
+            }
         }
     }
 }

@@ -302,14 +302,16 @@ impl std::fmt::Debug for ReleaseGuard {
 }
 
 impl EventLog {
-    /// Sends an acknowledgement without waiting for a confirmation (the
+    /// Queues an acknowledgement without waiting for a confirmation (the
     /// delivery engine's path: a lost ack only means one more delivery).
-    pub async fn settle(&self, ack: &AckSubject, op: AckOp) -> Result<()> {
-        self.nats
-            .client()
-            .publish(ack.subject().to_owned(), op.payload())
-            .await
-            .map_err(|e| self.nats.failure("failed to acknowledge an event", e))
+    /// Acknowledgements go out in bursts, within about `SETTLE_LINGER`.
+    pub async fn settle(&self, ack: &AckSubject, op: AckOp) {
+        self.settler.send(ack.subject().to_owned(), op.payload()).await;
+    }
+
+    /// Sends every queued acknowledgement (at shutdown).
+    pub async fn flush_settled(&self) {
+        self.settler.flush().await;
     }
 }
 

@@ -10,7 +10,7 @@ use async_nats::jetstream::{
 };
 use bytes::Bytes;
 
-use super::{Nats, consumers::Handles};
+use super::{Nats, consumers::Handles, settler::Settler};
 use crate::{
     config::Settings,
     domain::subject,
@@ -87,6 +87,7 @@ pub struct EventLog {
     pub(super) stream: Arc<stream::Stream>,
     pub(super) handles: Handles,
     pub(super) replicas: usize,
+    pub(super) settler: Settler,
 }
 
 impl EventLog {
@@ -108,6 +109,7 @@ impl EventLog {
         js.create_or_update_stream(config).await.context("failed to create the events stream")?;
         let stream = js.get_stream(EVENTS_STREAM).await.context("failed to open the events stream")?;
         Ok(EventLog {
+            settler: Settler::start(nats.clone()),
             nats,
             js,
             stream: Arc::new(stream),

@@ -13,6 +13,7 @@ mod event_log;
 mod mirror;
 mod personal;
 mod scan;
+mod settler;
 
 use std::{
     sync::{

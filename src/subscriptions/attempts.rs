@@ -69,14 +69,10 @@ impl App {
             next_attempt_at,
         };
         match serde_json::to_vec(&record) {
+            // Attempts returned to a caller are confirmed; delivery attempts are not waited on.
+            Ok(bytes) if kind == AttemptKind::Delivery => self.attempts.append(&sub.id, Bytes::from(bytes)).await,
             Ok(bytes) => {
-                // Attempts returned to a caller are confirmed; delivery attempts are not waited on.
-                let logged = if kind == AttemptKind::Delivery {
-                    self.attempts.append(&sub.id, Bytes::from(bytes)).await
-                } else {
-                    self.attempts.append_confirmed(&sub.id, Bytes::from(bytes)).await
-                };
-                if let Err(err) = logged {
+                if let Err(err) = self.attempts.append_confirmed(&sub.id, Bytes::from(bytes)).await {
                     tracing::warn!(subscription = %sub.id, error = %err, "failed to log a delivery attempt");
                 }
             }
@@ -152,16 +148,23 @@ impl App {
         Ok(paginate(listed, |a| a.position.as_str(), size, token, Order::Descending))
     }
 
+    /// The newest `delivery.attempt_log_per_subscription` attempts, oldest first.
     async fn attempt_records(&self, id: &str) -> Result<Vec<ListedAttempt>> {
         let stored = self.attempts.list(id).await?;
-        Ok(stored
+        let mut listed: Vec<ListedAttempt> = stored
             .into_iter()
-            .filter_map(|m| {
-                let record = serde_json::from_slice(&m.payload).ok()?;
-                // Zero-padded so positions sort like sequences.
-                Some(ListedAttempt { position: format!("{:020}", m.sequence), record })
+            .flat_map(|m| {
+                let batch: Vec<AttemptRecord> = serde_json::from_slice(&m.payload).unwrap_or_default();
+                // Zero-padded so positions sort like (sequence, index in the batch).
+                batch
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(i, record)| ListedAttempt { position: format!("{:020}.{i:04}", m.sequence), record })
             })
-            .collect())
+            .collect();
+        let keep = self.settings.delivery.attempt_log_per_subscription as usize;
+        listed.drain(..listed.len().saturating_sub(keep));
+        Ok(listed)
     }
 
     /// Delivers a logged event once more, now; returns the attempt.
