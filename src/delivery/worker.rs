@@ -17,7 +17,7 @@ use super::{condition::Condition, outcome::Decision};
 use crate::{
     app::App,
     domain::subscription::{AttemptKind, AttemptOutcome, SubscriptionRecord, consumer_name},
-    store::{AckOp, AckSubject, Delivery},
+    store::{AckOp, Delivery},
     subscriptions::Attempt,
 };
 
@@ -27,6 +27,8 @@ const PULL_EXPIRY: Duration = Duration::from_secs(2);
 const PAUSE_CHECK: Duration = Duration::from_millis(200);
 /// Events of a subscription that was disabled meanwhile go back with this delay.
 const RELEASE_DELAY: Duration = Duration::from_secs(1);
+/// A rate-limited subscription pulls at most this much time's worth of events.
+const RATE_AHEAD: Duration = Duration::from_secs(2);
 
 /// Runs the worker of subscription `id` until it is deleted or disabled, or shutdown.
 pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
@@ -48,13 +50,17 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
             condition = Some((sub.updated_at, compiled));
         }
         // Pull ahead of the free slots so the next event is at hand when a
-        // request completes. An ordered subscription takes one at a time, and
-        // so does one awaiting its CloudEvents handshake (whose allowed rate
-        // must be known before the next delivery).
-        let handshake_pending =
-            sub.cloudevents_handshake && !app.subscription_status.cached(&id).is_some_and(|s| s.handshake_done);
+        // request completes, but never more than can start within about one
+        // request timeout (or `RATE_AHEAD` at the subscription's rate): pulled
+        // events wait here with their ack wait running. An ordered
+        // subscription takes one at a time, and so does one awaiting its
+        // CloudEvents handshake (whose allowed rate must be known first).
+        let status = app.subscription_status.cached(&id);
+        let handshake_pending = sub.cloudevents_handshake && !status.as_ref().is_some_and(|s| s.handshake_done);
         let one_at_a_time = sub.ordered || handshake_pending;
-        let batch = if one_at_a_time { 1 } else { app.settings.delivery.max_concurrency * 4 };
+        let allowed_rate = status.as_ref().and_then(|s| s.allowed_rate_per_minute);
+        let concurrency = app.settings.delivery.max_concurrency;
+        let batch = if one_at_a_time { 1 } else { pull_ahead(concurrency, sub.rate_limit, allowed_rate) };
         let mut pull = match app.events.pull(&consumer, batch, PULL_EXPIRY).await {
             Ok(Some(pull)) => pull,
             Ok(None) => return, // the consumer is gone: the subscription was deleted
@@ -102,8 +108,10 @@ async fn deliver(
     delivery: Delivery,
     slot: OwnedSemaphorePermit,
 ) {
-    let Some(ack) = AckSubject::parse(&delivery.ack_subject) else { return };
-    let settle = |op| app.events.settle(&ack, op);
+    // The ack subject comes from JetStream itself (not from a client), so it
+    // needs none of the checks reply tokens get.
+    let ack = delivery.ack_subject.clone();
+    let settle = |op| app.events.settle(ack, op);
     if app.subscriptions.cached(&sub.id).is_none_or(|s| s.disabled.is_some()) {
         return settle(AckOp::Nak(Some(RELEASE_DELAY))).await;
     }
@@ -139,9 +147,8 @@ async fn deliver(
             (AckOp::Nak(Some(RELEASE_DELAY)), AttemptOutcome::Disabled, None)
         }
     };
-    let outcome_label = format!("{outcome:?}").to_lowercase();
     let class = crate::telemetry::metrics::status_class(attempted.status);
-    app.metrics.deliveries.with_label_values(&[outcome_label.as_str(), class]).inc();
+    app.metrics.deliveries.with_label_values(&[outcome.as_str(), class]).inc();
     let of =
         Attempt { sub, event_id: &event.id, sequence: delivery.stream_sequence, attempt, kind: AttemptKind::Delivery };
     app.log_attempt(of, &attempted, outcome, next_at).await;
@@ -156,6 +163,20 @@ struct EventHead {
 #[derive(serde::Deserialize)]
 struct EventPayload {
     payload: Option<serde_json::Value>,
+}
+
+/// How many events a worker pulls at once: two rounds of its `concurrency`
+/// slots, so a pulled event waits at most one request timeout for a slot
+/// (well within the ack wait of four), and at a limited rate no more than
+/// `RATE_AHEAD` worth.
+fn pull_ahead(concurrency: usize, per_second: Option<u32>, per_minute: Option<u32>) -> usize {
+    let rounds = concurrency * 2;
+    let own = per_second.filter(|r| *r > 0).map(|r| r as f64);
+    let allowed = per_minute.filter(|r| *r > 0).map(|r| r as f64 / 60.0);
+    match [own, allowed].into_iter().flatten().reduce(f64::min) {
+        Some(rate) => ((rate * RATE_AHEAD.as_secs_f64()) as usize).clamp(1, rounds),
+        None => rounds,
+    }
 }
 
 /// Spaces a worker's deliveries to the subscription's rate.
@@ -174,5 +195,20 @@ impl RateLimiter {
             tokio::time::sleep_until((last + interval).into()).await;
         }
         self.last = Some(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_ahead_is_two_rounds_of_slots_or_two_seconds_at_a_limited_rate() {
+        assert_eq!(pull_ahead(16, None, None), 32);
+        assert_eq!(pull_ahead(16, Some(0), Some(0)), 32, "zero means no limit");
+        assert_eq!(pull_ahead(16, Some(5), None), 10);
+        assert_eq!(pull_ahead(16, Some(1000), None), 32);
+        assert_eq!(pull_ahead(16, None, Some(60)), 2, "the receiver's per-minute rate counts too");
+        assert_eq!(pull_ahead(16, Some(100), Some(6)), 1, "the stricter rate wins, and at least one is pulled");
     }
 }

@@ -236,6 +236,19 @@ pub enum AttemptOutcome {
     Disabled,
 }
 
+impl AttemptOutcome {
+    /// The name used in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Delivered => "delivered",
+            AttemptOutcome::RetryScheduled => "retry_scheduled",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Exhausted => "exhausted",
+            AttemptOutcome::Disabled => "disabled",
+        }
+    }
+}
+
 /// One delivery attempt, as kept in the attempt log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptRecord {
@@ -262,6 +275,14 @@ mod tests {
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    }
+
+    #[test]
+    fn outcome_names_match_their_json_form() {
+        use AttemptOutcome::*;
+        for outcome in [Delivered, RetryScheduled, Failed, Exhausted, Disabled] {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.as_str());
+        }
     }
 
     #[test]

@@ -11,7 +11,10 @@ use async_nats::jetstream::{
     stream::{self, DiscardPolicy, RetentionPolicy, StorageType},
 };
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    sync::{mpsc, oneshot},
+    time::Instant,
+};
 
 use super::{
     Nats,
@@ -36,6 +39,10 @@ pub const BATCH_RECORDS: usize = 64;
 pub const BATCH_BYTES: usize = 16 * 1024;
 /// Longest a record waits in its batch before it is sent.
 pub const BATCH_LINGER: Duration = Duration::from_millis(20);
+/// The batcher takes what arrived in this time at once, rather than waking per record.
+const GATHER: Duration = Duration::from_millis(1);
+/// Most commands the batcher takes at once.
+const RECEIVE_AT_ONCE: usize = 1024;
 /// Records queued for batching before appending waits (back-pressure).
 const QUEUE: usize = 4096;
 
@@ -74,7 +81,7 @@ impl AttemptLog {
         js.create_or_update_stream(config).await.context("failed to create the delivery attempt stream")?;
         let stream = js.get_stream(ATTEMPTS_STREAM).await.context("failed to open the delivery attempt stream")?;
         let (queue, commands) = mpsc::channel(QUEUE);
-        tokio::spawn(Batcher { nats: nats.clone(), js, pending: HashMap::new() }.run(commands));
+        tokio::spawn(Batcher { nats: nats.clone(), js, pending: HashMap::new(), oldest: None }.run(commands));
         Ok(AttemptLog { nats, stream: Arc::new(stream), queue })
     }
 
@@ -130,32 +137,49 @@ struct Batcher {
     nats: Nats,
     js: jetstream::Context,
     pending: HashMap<String, Batch>,
+    /// When the oldest pending record arrived.
+    oldest: Option<Instant>,
 }
 
 impl Batcher {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        let mut linger = tokio::time::interval(BATCH_LINGER);
-        linger.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut received = Vec::with_capacity(RECEIVE_AT_ONCE);
         loop {
+            let due = self.oldest.map(|at| at + BATCH_LINGER);
             tokio::select! {
-                command = commands.recv() => match command {
-                    Some(Command::Append { id, record, confirmed }) => {
-                        let batch = self.pending.entry(id.clone()).or_default();
-                        batch.bytes += record.len() + 1;
-                        batch.records.push(record);
-                        if let Some(reply) = confirmed {
-                            self.send_confirmed(&id, reply).await;
-                        } else if batch.records.len() >= BATCH_RECORDS || batch.bytes >= BATCH_BYTES {
-                            self.send(&id).await;
-                        }
+                n = commands.recv_many(&mut received, RECEIVE_AT_ONCE) => {
+                    if n == 0 {
+                        return self.send_all().await;
                     }
-                    Some(Command::Flush(done)) => {
-                        self.send_all().await;
-                        let _ = done.send(());
+                    for command in received.drain(..) {
+                        self.handle(command).await;
                     }
-                    None => return self.send_all().await,
-                },
-                _ = linger.tick() => self.send_all().await,
+                }
+                _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                    self.send_all().await;
+                }
+            }
+            // Let records gather instead of waking for each one.
+            tokio::time::sleep(GATHER).await;
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Append { id, record, confirmed } => {
+                self.oldest.get_or_insert_with(Instant::now);
+                let batch = self.pending.entry(id.clone()).or_default();
+                batch.bytes += record.len() + 1;
+                batch.records.push(record);
+                if let Some(reply) = confirmed {
+                    self.send_confirmed(&id, reply).await;
+                } else if batch.records.len() >= BATCH_RECORDS || batch.bytes >= BATCH_BYTES {
+                    self.send(&id).await;
+                }
+            }
+            Command::Flush(done) => {
+                self.send_all().await;
+                let _ = done.send(());
             }
         }
     }
@@ -187,6 +211,7 @@ impl Batcher {
     }
 
     async fn send_all(&mut self) {
+        self.oldest = None;
         let ids: Vec<String> = self.pending.keys().cloned().collect();
         for id in ids {
             self.send(&id).await;

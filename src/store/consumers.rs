@@ -305,8 +305,8 @@ impl EventLog {
     /// Queues an acknowledgement without waiting for a confirmation (the
     /// delivery engine's path: a lost ack only means one more delivery).
     /// Acknowledgements go out in bursts, within about `SETTLE_LINGER`.
-    pub async fn settle(&self, ack: &AckSubject, op: AckOp) {
-        self.settler.send(ack.subject().to_owned(), op.payload()).await;
+    pub async fn settle(&self, ack_subject: String, op: AckOp) {
+        self.settler.send(ack_subject, op.payload()).await;
     }
 
     /// Sends every queued acknowledgement (at shutdown).

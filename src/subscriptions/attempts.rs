@@ -85,20 +85,25 @@ impl App {
     /// Updates last-triggered/last-errored and the start of the current
     /// failure run; writes only on a change of state or once a second.
     async fn record_status(&self, sub: &SubscriptionRecord, success: bool, now: OffsetDateTime) {
-        let current = self.subscription_status.cached(&sub.id).map(|s| (*s).clone()).unwrap_or_default();
-        let mut next = current.clone();
+        let current = self.subscription_status.cached(&sub.id);
+        let current = current.as_deref();
+        let stale = |t: Option<OffsetDateTime>| t.is_none_or(|t| now - t > time::Duration::seconds(1));
+        let failing = current.is_some_and(|c| c.failing_since.is_some());
+        let changed = success == failing;
+        let due = stale(current.and_then(|c| c.last_triggered_at))
+            || (!success && stale(current.and_then(|c| c.last_errored_at)));
+        if !changed && !due {
+            return;
+        }
+        let mut next = current.cloned().unwrap_or_default();
         next.last_triggered_at = Some(now);
         if success {
             next.failing_since = None;
         } else {
             next.last_errored_at = Some(now);
-            next.failing_since = current.failing_since.or(Some(now));
+            next.failing_since = next.failing_since.or(Some(now));
         }
-        let stale = |t: Option<OffsetDateTime>| t.is_none_or(|t| now - t > time::Duration::seconds(1));
-        let changed = current.failing_since.is_some() != next.failing_since.is_some();
-        if changed || stale(current.last_triggered_at) || (!success && stale(current.last_errored_at)) {
-            let _ = self.subscription_status.put(&sub.id, next).await;
-        }
+        let _ = self.subscription_status.put(&sub.id, next).await;
     }
 
     /// True when the subscription has been failing without a success for
