@@ -117,7 +117,15 @@ async fn shutdown_lets_deliveries_finish_within_the_grace_period_and_leaves_the_
     quick.script([Answer::status(200).delayed(Duration::from_millis(800))]);
     let stuck = WebhookReceiver::start().await;
     stuck.script([Answer::status(200).delayed(Duration::from_secs(30))]);
-    admin.subscriptions().create_subscription(subscription("quick", &p, &quick.url)).await.unwrap();
+    let quick_id = admin
+        .subscriptions()
+        .create_subscription(subscription("quick", &p, &quick.url))
+        .await
+        .unwrap()
+        .into_inner()
+        .subscription
+        .unwrap()
+        .id;
     admin.subscriptions().create_subscription(subscription("stuck", &p, &stuck.url)).await.unwrap();
     let event = admin.events().emit_event(emit_request(&p, "")).await.unwrap().into_inner().event.unwrap();
     quick.wait_for(1).await;
@@ -134,6 +142,12 @@ async fn shutdown_lets_deliveries_finish_within_the_grace_period_and_leaves_the_
     let got = stuck.wait_for(2).await;
     assert_eq!(got[1].header("webhook-id"), event.event_id);
     quick.assert_stays_at(1, Duration::from_millis(1500)).await;
+    // Its attempt record, batched when the delivery finished, was written before the replica exited.
+    let log = crate::webhooks::attempts(&app.admin().await, &quick_id).await;
+    assert_eq!(
+        log.iter().map(|a| (a.event_id.as_str(), a.http_status)).collect::<Vec<_>>(),
+        [(event.event_id.as_str(), 200)]
+    );
 }
 
 #[tokio::test]

@@ -390,6 +390,41 @@ async fn resend_replay_and_test_events_deliver_again_and_are_logged() {
 }
 
 #[tokio::test]
+async fn the_attempt_log_keeps_the_newest_attempts_up_to_its_limit_and_pages_through_batches() {
+    let app = TestApp::spawn_with(|s| s.delivery.attempt_log_per_subscription = 3).await;
+    let admin = app.admin().await;
+    let p = create_resource(&admin, V::Project, "p", "").await.id;
+    let receiver = WebhookReceiver::start().await;
+    let mut request = subscription("capped", &p, &receiver.url);
+    request.ordered = true; // attempts are logged in event order
+    let id = create(&admin, request).await.subscription.unwrap().id;
+    let mut sent = Vec::new();
+    for round in [5, 2] {
+        // Each round's attempts land in the log as one or more batches.
+        for _ in 0..round {
+            sent.push(emit(&admin, &p, "job.completed", "").await.event_id);
+        }
+        receiver.wait_for(sent.len()).await;
+        let newest: Vec<String> = sent.iter().rev().take(3).cloned().collect();
+        crate::support::eventually(Duration::from_secs(5), "the newest three attempts listed", || async {
+            let listed: Vec<String> = attempts(&admin, &id).await.into_iter().map(|a| a.event_id).collect();
+            (listed == newest).then_some(())
+        })
+        .await;
+    }
+    let page = |token: String| {
+        let request = pb::ListDeliveryAttemptsRequest { subscription_id: id.clone(), page_size: 2, page_token: token };
+        let mut client = admin.subscriptions();
+        async move { client.list_delivery_attempts(request).await.unwrap().into_inner() }
+    };
+    let first = page(String::new()).await;
+    let second = page(first.next_page_token.clone()).await;
+    let paged: Vec<&str> = first.attempts.iter().chain(&second.attempts).map(|a| a.event_id.as_str()).collect();
+    assert_eq!(paged, [&sent[6], &sent[5], &sent[4]]);
+    assert!(second.next_page_token.is_empty());
+}
+
+#[tokio::test]
 async fn event_types_list_builtins_and_seen_and_registered_custom_types() {
     let (_app, admin, p) = setup().await;
     emit(&admin, &p, "job.completed", "").await;
