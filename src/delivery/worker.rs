@@ -105,12 +105,12 @@ async fn deliver(
     app: &App,
     sub: &SubscriptionRecord,
     condition: Option<&Condition>,
-    delivery: Delivery,
+    mut delivery: Delivery,
     slot: OwnedSemaphorePermit,
 ) {
     // The ack subject comes from JetStream itself (not from a client), so it
     // needs none of the checks reply tokens get.
-    let ack = delivery.ack_subject.clone();
+    let ack = std::mem::take(&mut delivery.ack_subject);
     let settle = |op| app.events.settle(ack, op);
     if app.subscriptions.cached(&sub.id).is_none_or(|s| s.disabled.is_some()) {
         return settle(AckOp::Nak(Some(RELEASE_DELAY))).await;

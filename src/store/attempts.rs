@@ -132,6 +132,22 @@ struct Batch {
     bytes: usize,
 }
 
+impl Batch {
+    /// The records as one JSON array.
+    fn into_json(self) -> Bytes {
+        let mut body = Vec::with_capacity(self.bytes + 1);
+        body.push(b'[');
+        for (i, record) in self.records.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(record);
+        }
+        body.push(b']');
+        Bytes::from(body)
+    }
+}
+
 /// Owns the pending batches; the only writer of delivery attempts.
 struct Batcher {
     nats: Nats,
@@ -184,25 +200,26 @@ impl Batcher {
         }
     }
 
-    /// The JSON array of subscription `id`'s pending records.
-    fn take(&mut self, id: &str) -> Option<(String, Bytes, usize)> {
-        let batch = self.pending.remove(id)?;
-        let mut body = Vec::with_capacity(batch.bytes + 1);
-        body.push(b'[');
-        for (i, record) in batch.records.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(record);
+    async fn send(&mut self, id: &str) {
+        if let Some(batch) = self.pending.remove(id) {
+            self.publish(id, batch).await;
         }
-        body.push(b']');
-        Some((attempts_subject(id), Bytes::from(body), batch.records.len()))
     }
 
-    async fn send(&mut self, id: &str) {
-        let Some((subject, body, records)) = self.take(id) else { return };
+    async fn send_all(&mut self) {
+        self.oldest = None;
+        for (id, batch) in std::mem::take(&mut self.pending) {
+            self.publish(&id, batch).await;
+        }
+    }
+
+    /// Publishes `batch` without waiting for JetStream's confirmation.
+    async fn publish(&self, id: &str, batch: Batch) {
+        let records = batch.records.len();
         let sent = match self.nats.ensure_connected() {
-            Ok(()) => self.nats.client().publish(subject, body).await.map_err(|e| e.to_string()),
+            Ok(()) => {
+                self.nats.client().publish(attempts_subject(id), batch.into_json()).await.map_err(|e| e.to_string())
+            }
             Err(err) => Err(err.to_string()),
         };
         if let Err(err) = sent {
@@ -210,24 +227,15 @@ impl Batcher {
         }
     }
 
-    async fn send_all(&mut self) {
-        self.oldest = None;
-        let ids: Vec<String> = self.pending.keys().cloned().collect();
-        for id in ids {
-            self.send(&id).await;
-        }
-    }
-
     /// Sends subscription `id`'s batch; `reply` gets JetStream's
     /// confirmation (awaited aside, so the batcher never waits on it).
     async fn send_confirmed(&mut self, id: &str, reply: oneshot::Sender<Result<()>>) {
-        let Some((subject, body, _)) = self.take(id) else { return };
+        let Some(batch) = self.pending.remove(id) else { return };
         if let Err(err) = self.nats.ensure_connected() {
             let _ = reply.send(Err(err));
             return;
         }
-        let fail = |e: &dyn std::fmt::Display| self.nats.failure("failed to log a delivery attempt", e.to_string());
-        match self.js.publish(subject, body).await {
+        match self.js.publish(attempts_subject(id), batch.into_json()).await {
             Ok(ack) => {
                 let nats = self.nats.clone();
                 tokio::spawn(async move {
@@ -236,7 +244,7 @@ impl Batcher {
                 });
             }
             Err(err) => {
-                let _ = reply.send(Err(fail(&err)));
+                let _ = reply.send(Err(self.nats.failure("failed to log a delivery attempt", err)));
             }
         }
     }

@@ -21,6 +21,13 @@ fn resource_target(id: &str, include_subresources: bool) -> Target {
     Target::Resource(pb::ResourceTarget { resource_id: id.into(), include_subresources })
 }
 
+/// A new user with READ on `resource`: (user id, client).
+async fn reader(app: &TestApp, name: &str, resource: &str) -> (String, Clients) {
+    let (id, client) = app.new_user(name, false).await;
+    grant(app, &id, resource, Level::Read).await;
+    (id, client)
+}
+
 fn request(target: Target, start: Start) -> pb::CreateStreamConsumerRequest {
     pb::CreateStreamConsumerRequest {
         target: Some(pb::ConsumerTarget { target: Some(target) }),
@@ -299,10 +306,8 @@ async fn bad_reply_tokens_are_rejected_per_reply_while_valid_ones_succeed() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
     let p = create_resource(&admin, V::Project, "p", "").await.id;
-    let (alice_id, alice) = app.new_user("alice", false).await;
-    let (bob_id, bob) = app.new_user("bob", false).await;
-    grant(&app, &alice_id, &p, Level::Read).await;
-    grant(&app, &bob_id, &p, Level::Read).await;
+    let (alice_id, alice) = reader(&app, "alice", &p).await;
+    let (bob_id, bob) = reader(&app, "bob", &p).await;
     let mine = create(&alice, request(resource_target(&p, false), new_only())).await;
     let my_other = create(&alice, request(resource_target(&p, false), new_only())).await;
     let bobs = create(&bob, request(resource_target(&p, false), new_only())).await;
@@ -351,10 +356,8 @@ async fn only_the_owner_or_an_admin_can_use_a_consumer() {
     let app = TestApp::spawn().await;
     let admin = app.admin().await;
     let p = create_resource(&admin, V::Project, "p", "").await.id;
-    let (alice_id, alice) = app.new_user("alice", false).await;
-    let (bob_id, bob) = app.new_user("bob", false).await;
-    grant(&app, &alice_id, &p, Level::Read).await;
-    grant(&app, &bob_id, &p, Level::Read).await;
+    let (_, alice) = reader(&app, "alice", &p).await;
+    let (_, bob) = reader(&app, "bob", &p).await;
     let consumer = create(&alice, request(resource_target(&p, false), new_only())).await;
     let get = pb::GetStreamConsumerRequest { stream_consumer: consumer.clone() };
     assert_status(bob.notifications().get_stream_consumer(get.clone()).await, Code::PermissionDenied, "another user");
@@ -507,8 +510,7 @@ async fn revoking_read_stops_fetches_and_ends_an_open_stream() {
     let app = TestApp::spawn_with(|s| s.consumers.keepalive_interval = Duration::from_millis(300)).await;
     let admin = app.admin().await;
     let p = create_resource(&admin, V::Project, "p", "").await.id;
-    let (alice_id, alice) = app.new_user("alice", false).await;
-    grant(&app, &alice_id, &p, Level::Read).await;
+    let (alice_id, alice) = reader(&app, "alice", &p).await;
     let consumer = create(&alice, request(resource_target(&p, true), new_only())).await;
     let streaming = create(&alice, request(resource_target(&p, true), new_only())).await;
     let mut stream = open_stream(&alice, &streaming).await;
