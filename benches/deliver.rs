@@ -23,7 +23,7 @@ use herald::{
         self, ResourceVariant, consumer_target, create_subscription_request::Destination, emit_event_request::Kind,
     },
 };
-use support::{Fixture, is_bench_run, percentile_ms, print_table};
+use support::{Fixture, cpu_time, is_bench_run, percentile_ms, print_table};
 
 const RATE: u64 = 1_000;
 const CONCURRENCY: usize = 16;
@@ -72,31 +72,49 @@ async fn main() {
     // drifts by tens of percent over seconds, which one pair would catch.
     let (mut direct, mut herald) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        direct.push(total as f64 / direct_rate(&receiver, &url, total, &body).await);
+        direct.push(direct_rate(&fixture, &receiver, &url, total, &body).await);
         let name = format!("throughput-{round}");
-        herald.push(total as f64 / herald_rate(&fixture, &receiver, &url, &project.id, total, &name).await);
+        herald.push(herald_rate(&fixture, &receiver, &url, &project.id, total, &name).await);
     }
     let latencies = herald_latency(&fixture, &receiver, &url, &project.id, latency_secs).await;
 
+    let rates = |runs: &[Run]| runs.iter().map(|r| total as f64 / r.secs).collect::<Vec<_>>();
     let each = |rates: &[f64]| rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(" ");
-    let (direct_median, herald_median) = (median(&direct), median(&herald));
+    // CPU time per delivery over all rounds: steadier than the rates when the machine's speed drifts.
+    let cpu = |runs: &[Run], of: fn(&Run) -> Duration| {
+        let used: Duration = runs.iter().map(of).sum();
+        format!("{:.1}", used.as_secs_f64() * 1e6 / (total * runs.len()) as f64)
+    };
+    let (direct_rates, herald_rates) = (rates(&direct), rates(&herald));
+    let (direct_median, herald_median) = (median(&direct_rates), median(&herald_rates));
     print_table(
         &format!(
             "deliver: {total} webhooks to a local keep-alive receiver, {CONCURRENCY} in flight, {rounds} alternating rounds"
         ),
-        &["path", "median deliveries/s", "ratio vs direct", "each round"],
+        &[
+            "path",
+            "median deliveries/s",
+            "ratio vs direct",
+            "each round",
+            "CPU µs/delivery: this process",
+            "nats-server",
+        ],
         &[
             vec![
                 "same HTTP client posting directly".into(),
                 format!("{direct_median:.0}"),
                 "1.00".into(),
-                each(&direct),
+                each(&direct_rates),
+                cpu(&direct, |r| r.cpu),
+                cpu(&direct, |r| r.nats_cpu),
             ],
             vec![
                 "Herald subscription delivery".into(),
                 format!("{herald_median:.0}"),
                 format!("{:.2}", herald_median / direct_median),
-                each(&herald),
+                each(&herald_rates),
+                cpu(&herald, |r| r.cpu),
+                cpu(&herald, |r| r.nats_cpu),
             ],
         ],
     );
@@ -133,20 +151,44 @@ async fn wait_count(receiver: &Receiver, n: usize) {
     }
 }
 
-/// Seconds taken by Herald's HTTP client to post `total` signed bodies directly.
-async fn direct_rate(receiver: &Arc<Receiver>, url: &str, total: usize, body: &dyn Fn(usize) -> String) -> f64 {
+/// How long one path took for its deliveries, and the CPU time it used.
+struct Run {
+    secs: f64,
+    /// This process (Herald or the direct client, and the receiver).
+    cpu: Duration,
+    nats_cpu: Duration,
+}
+
+impl Run {
+    /// Starts measuring; the returned function ends the measurement.
+    fn measure(f: &Fixture) -> impl FnOnce(f64) -> Run {
+        let nats = Some(f.nats.pid().expect("nats-server running"));
+        let (cpu, nats_cpu) = (cpu_time(None), cpu_time(nats));
+        move |secs| Run { secs, cpu: cpu_time(None) - cpu, nats_cpu: cpu_time(nats) - nats_cpu }
+    }
+}
+
+/// Herald's HTTP client posting `total` signed bodies directly.
+async fn direct_rate(
+    f: &Fixture,
+    receiver: &Arc<Receiver>,
+    url: &str,
+    total: usize,
+    body: &dyn Fn(usize) -> String,
+) -> Run {
     let guard = NetworkGuard::new(vec!["127.0.0.1/32".parse().unwrap()]);
     let sender = Sender::new(guard, Duration::from_secs(15)).unwrap();
-    let secret = Arc::new(signing::new_secret());
+    let signer = Arc::new(signing::Signer::new(&[&signing::new_secret()], None));
     let url = Arc::new(url.to_owned());
     let bodies: Arc<Vec<Bytes>> = Arc::new((0..total).map(|i| Bytes::from(body(i))).collect());
     let before = receiver.count.load(Ordering::SeqCst);
     let next = Arc::new(AtomicUsize::new(0));
+    let done = Run::measure(f);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (sender, secret, url, bodies, next) =
-            (sender.clone(), secret.clone(), url.clone(), bodies.clone(), next.clone());
+        let (sender, signer, url, bodies, next) =
+            (sender.clone(), signer.clone(), url.clone(), bodies.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
@@ -156,7 +198,7 @@ async fn direct_rate(receiver: &Arc<Receiver>, url: &str, total: usize, body: &d
                 // The same request Herald builds: content type and Standard Webhooks headers.
                 let id = format!("msg_{i}");
                 let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
-                let signature = signing::signature_header(&[secret.as_str()], None, &id, timestamp, &bodies[i]);
+                let signature = signer.header(&id, timestamp, &bodies[i]);
                 let request = Outbound {
                     method: reqwest::Method::POST,
                     url: url.to_string(),
@@ -176,7 +218,7 @@ async fn direct_rate(receiver: &Arc<Receiver>, url: &str, total: usize, body: &d
         t.await.unwrap();
     }
     wait_count(receiver, before + total).await;
-    start.elapsed().as_secs_f64()
+    done(start.elapsed().as_secs_f64())
 }
 
 fn subscription_request(name: &str, project: &str, url: &str) -> pb::CreateSubscriptionRequest {
@@ -194,8 +236,8 @@ fn subscription_request(name: &str, project: &str, url: &str) -> pb::CreateSubsc
     }
 }
 
-/// Seconds Herald takes to deliver `total` events queued while the subscription was paused.
-async fn herald_rate(f: &Fixture, receiver: &Arc<Receiver>, url: &str, project: &str, total: usize, name: &str) -> f64 {
+/// Herald delivering `total` events queued while the subscription was paused.
+async fn herald_rate(f: &Fixture, receiver: &Arc<Receiver>, url: &str, project: &str, total: usize, name: &str) -> Run {
     let paused_until = time::OffsetDateTime::now_utc() + Duration::from_secs(3600);
     let mut request = subscription_request(name, project, url);
     request.disabled_until = Some(prost_types::Timestamp { seconds: paused_until.unix_timestamp(), nanos: 0 });
@@ -219,11 +261,12 @@ async fn herald_rate(f: &Fixture, receiver: &Arc<Receiver>, url: &str, project: 
     // The clock starts with the first delivery: this measures delivery
     // throughput, not how soon a resumed subscription notices.
     wait_count(receiver, before + 1).await;
+    let done = Run::measure(f);
     let start = Instant::now();
     wait_count(receiver, before + total).await;
-    let elapsed = start.elapsed().as_secs_f64() * total as f64 / (total - 1) as f64;
+    let run = done(start.elapsed().as_secs_f64() * total as f64 / (total - 1) as f64);
     f.admin.subscriptions().delete_subscription(pb::DeleteSubscriptionRequest { subscription_id: id }).await.unwrap();
-    elapsed
+    run
 }
 
 async fn herald_latency(f: &Fixture, receiver: &Arc<Receiver>, url: &str, project: &str, secs: u64) -> Vec<Duration> {

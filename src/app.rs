@@ -16,6 +16,7 @@ use crate::{
         http::Sender,
         oauth::{KeyedSlots, TokenCache},
         outcome::RetryPolicy,
+        signing::SignerCache,
     },
     domain::{
         consumer::ConsumerRecord,
@@ -51,6 +52,8 @@ pub struct App {
     pub sender: Sender,
     pub retry_policy: RetryPolicy,
     pub sealer: Sealer,
+    /// Subscriptions' opened signing keys.
+    pub signers: SignerCache,
     pub oauth_tokens: TokenCache,
     pub handshakes: KeyedSlots<()>,
     pub metrics: Metrics,
@@ -98,6 +101,7 @@ impl App {
                 max_retry_after: settings.delivery.max_retry_after,
             },
             sealer: sealer(&settings),
+            signers: SignerCache::default(),
             oauth_tokens: TokenCache::default(),
             handshakes: KeyedSlots::default(),
             metrics: Metrics::new(),

@@ -88,3 +88,14 @@ pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx].as_secs_f64() * 1000.0
 }
+
+/// CPU time (user + system) a process has used so far, from `/proc` (Linux;
+/// zero elsewhere). `pid` `None` is this process.
+pub fn cpu_time(pid: Option<u32>) -> Duration {
+    let path = pid.map_or_else(|| "/proc/self/stat".to_owned(), |p| format!("/proc/{p}/stat"));
+    let Ok(stat) = std::fs::read_to_string(path) else { return Duration::ZERO };
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th overall.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}

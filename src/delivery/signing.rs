@@ -3,6 +3,11 @@
 //! with the base64-decoded `whsec_` secret, plus an optional asymmetric
 //! `v1a,<base64 Ed25519 signature>` over the same content.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use ed25519_dalek::{Signer as _, SigningKey};
 use hmac::{Hmac, Mac};
@@ -41,32 +46,105 @@ fn signing_key(seed: &str) -> Option<SigningKey> {
 
 /// The `v1,...` signature of one message with one `whsec_` secret.
 pub fn sign_v1(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let key = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
-    let key = STANDARD.decode(key).unwrap_or_else(|_| key.as_bytes().to_vec());
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC accepts keys of any length");
-    mac.update(id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    V1Key::new(secret).sign(id, timestamp, body)
 }
 
 /// The `v1a,...` Ed25519 signature of one message.
-pub fn sign_v1a(seed: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
-    let key = signing_key(seed)?;
+fn sign_ed25519(key: &SigningKey, id: &str, timestamp: i64, body: &[u8]) -> String {
     let mut content = format!("{id}.{timestamp}.").into_bytes();
     content.extend_from_slice(body);
-    Some(format!("v1a,{}", STANDARD.encode(key.sign(&content).to_bytes())))
+    format!("v1a,{}", STANDARD.encode(key.sign(&content).to_bytes()))
 }
 
-/// The full `webhook-signature` header value.
-pub fn signature_header(secrets: &[&str], ed25519_seed: Option<&str>, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut parts: Vec<String> = secrets.iter().map(|s| sign_v1(s, id, timestamp, body)).collect();
-    if let Some(sig) = ed25519_seed.and_then(|seed| sign_v1a(seed, id, timestamp, body)) {
-        parts.push(sig);
+/// A `whsec_` secret ready to sign: the HMAC state after absorbing the
+/// decoded key, so each message costs only the hashing of its own content.
+#[derive(Clone)]
+pub struct V1Key(Hmac<Sha256>);
+
+impl V1Key {
+    pub fn new(secret: &str) -> Self {
+        let key = secret.strip_prefix(SECRET_PREFIX).unwrap_or(secret);
+        let key = STANDARD.decode(key).unwrap_or_else(|_| key.as_bytes().to_vec());
+        V1Key(Hmac::<Sha256>::new_from_slice(&key).expect("HMAC accepts keys of any length"))
     }
-    parts.join(" ")
+
+    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut mac = self.0.clone();
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// Everything one subscription signs a message with: its active `whsec_`
+/// secrets and its optional Ed25519 key.
+#[derive(Clone)]
+pub struct Signer {
+    v1: Vec<V1Key>,
+    v1a: Option<SigningKey>,
+}
+
+impl Signer {
+    /// A signer from plain-text secrets (a malformed Ed25519 seed signs without `v1a`).
+    pub fn new(secrets: &[&str], ed25519_seed: Option<&str>) -> Self {
+        Signer { v1: secrets.iter().map(|s| V1Key::new(s)).collect(), v1a: ed25519_seed.and_then(signing_key) }
+    }
+
+    /// The full `webhook-signature` header value: space-separated `v1`
+    /// signatures, then the `v1a` one.
+    pub fn header(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let mut parts: Vec<String> = self.v1.iter().map(|k| k.sign(id, timestamp, body)).collect();
+        parts.extend(self.v1a.as_ref().map(|key| sign_ed25519(key, id, timestamp, body)));
+        parts.join(" ")
+    }
+}
+
+/// Most subscriptions whose opened keys a [`SignerCache`] keeps; it starts
+/// over when full.
+const CACHED_SIGNERS: usize = 10_000;
+
+/// Signers by subscription, each with the sealed secrets it was opened
+/// from, so a delivery neither decrypts nor decodes its keys: a rotation or
+/// an expired secret changes the sealed list and opens a new signer.
+#[derive(Default)]
+pub struct SignerCache {
+    signers: Mutex<HashMap<String, Opened>>,
+}
+
+/// A cached signer and the sealed secrets (then the seed) it was opened from.
+type Opened = (Vec<String>, Arc<Signer>);
+
+impl SignerCache {
+    /// The signer for subscription `id` whose active secrets are `sealed`
+    /// (with its sealed Ed25519 `seed`), opening them with `open` only when
+    /// they differ from the cached ones.
+    pub fn get<E>(
+        &self,
+        id: &str,
+        sealed: &[&str],
+        seed: Option<&str>,
+        open: impl Fn(&str) -> Result<String, E>,
+    ) -> Result<Arc<Signer>, E> {
+        let key: Vec<&str> = sealed.iter().copied().chain(seed).collect();
+        if let Some((cached, signer)) = self.signers.lock().expect("signer cache").get(id)
+            && cached.iter().map(String::as_str).eq(key.iter().copied())
+        {
+            return Ok(signer.clone());
+        }
+        let secrets = sealed.iter().map(|s| open(s)).collect::<Result<Vec<_>, E>>()?;
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let seed = seed.map(&open).transpose()?;
+        let signer = Arc::new(Signer::new(&secrets, seed.as_deref()));
+        let mut signers = self.signers.lock().expect("signer cache");
+        if signers.len() >= CACHED_SIGNERS {
+            signers.clear();
+        }
+        signers.insert(id.to_owned(), (key.into_iter().map(str::to_owned).collect(), signer.clone()));
+        Ok(signer)
+    }
 }
 
 /// Verifies a `webhook-signature` header against a `whsec_` secret or a
@@ -109,7 +187,7 @@ mod tests {
     #[test]
     fn every_active_secret_signs_during_rotation_and_each_verifies() {
         let (old, new) = (new_secret(), new_secret());
-        let header = signature_header(&[&new, &old], None, "msg_1", 1700000000, b"{}");
+        let header = Signer::new(&[&new, &old], None).header("msg_1", 1700000000, b"{}");
         assert_eq!(header.split(' ').count(), 2);
         assert!(verify(&header, &old, "msg_1", 1700000000, b"{}"));
         assert!(verify(&header, &new, "msg_1", 1700000000, b"{}"));
@@ -123,11 +201,42 @@ mod tests {
         let seed = new_ed25519_seed();
         let public = public_key(&seed).unwrap();
         assert!(public.starts_with("whpk_"));
-        let header = signature_header(&[&new_secret()], Some(&seed), "msg_2", 1700000000, b"body");
+        let header = Signer::new(&[&new_secret()], Some(&seed)).header("msg_2", 1700000000, b"body");
         assert!(header.contains(" v1a,"));
         assert!(verify(&header, &public, "msg_2", 1700000000, b"body"));
         assert!(!verify(&header, &public, "msg_2", 1700000000, b"other"));
         let other = public_key(&new_ed25519_seed()).unwrap();
         assert!(!verify(&header, &other, "msg_2", 1700000000, b"body"));
+    }
+
+    #[test]
+    fn cached_signers_are_reopened_when_the_sealed_secrets_change() {
+        let cache = SignerCache::default();
+        let opened = std::cell::Cell::new(0);
+        let open = |sealed: &str| {
+            opened.set(opened.get() + 1);
+            Ok::<_, ()>(sealed.trim_start_matches("sealed:").to_owned())
+        };
+        let (old, new) = (new_secret(), new_secret());
+        let (sealed_old, sealed_new) = (format!("sealed:{old}"), format!("sealed:{new}"));
+        let first = cache.get("sub", &[&sealed_old], None, open).unwrap();
+        let again = cache.get("sub", &[&sealed_old], None, open).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(opened.get(), 1, "the second delivery opens nothing");
+        assert!(verify(&again.header("m", 1, b"x"), &old, "m", 1, b"x"));
+        // Rotation: both secrets sign, and the cache notices the change.
+        let rotated = cache.get("sub", &[&sealed_new, &sealed_old], None, open).unwrap();
+        let header = rotated.header("m", 1, b"x");
+        assert!(verify(&header, &new, "m", 1, b"x") && verify(&header, &old, "m", 1, b"x"));
+        // The old secret expired: only the new one signs.
+        let header = cache.get("sub", &[&sealed_new], None, open).unwrap().header("m", 1, b"x");
+        assert!(!verify(&header, &old, "m", 1, b"x") && verify(&header, &new, "m", 1, b"x"));
+        // An Ed25519 seed added later is part of what is compared.
+        let seed = new_ed25519_seed();
+        let header =
+            cache.get("sub", &[&sealed_new], Some(&format!("sealed:{seed}")), open).unwrap().header("m", 1, b"x");
+        assert!(verify(&header, &public_key(&seed).unwrap(), "m", 1, b"x"));
+        assert_eq!(opened.get(), 1 + 2 + 1 + 2);
+        assert!(cache.get("sub", &[&sealed_old], None, |_| Err::<String, _>("wrong key")).is_err());
     }
 }

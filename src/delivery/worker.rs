@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use futures::{StreamExt as _, stream::FuturesUnordered};
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -30,20 +31,24 @@ const RELEASE_DELAY: Duration = Duration::from_secs(1);
 /// A rate-limited subscription pulls at most this much time's worth of events.
 const RATE_AHEAD: Duration = Duration::from_secs(2);
 
-/// Runs the worker of subscription `id` until it is deleted or disabled, or shutdown.
+/// Runs the worker of subscription `id` until it is deleted or disabled, or
+/// shutdown. The deliveries it starts run inside this task (no task each):
+/// the worker polls them while it waits for anything else.
 pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
     let consumer = consumer_name(&id);
     let mut limiter = RateLimiter::default();
     let mut condition: Option<(OffsetDateTime, Option<Condition>)> = None;
     let permits = Arc::new(Semaphore::new(app.settings.delivery.max_concurrency));
-    while !shutdown.is_cancelled() {
-        let Some(sub) = app.subscriptions.cached(&id) else { return };
+    let mut in_flight = FuturesUnordered::new();
+    'work: while !shutdown.is_cancelled() {
+        let Some(sub) = app.subscriptions.cached(&id) else { break };
         if sub.disabled.is_some() {
-            return;
+            break;
         }
         if let Some(until) = sub.disabled_until.filter(|u| *u > OffsetDateTime::now_utc()) {
             let wait = (until - OffsetDateTime::now_utc()).unsigned_abs().min(PAUSE_CHECK);
-            tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(wait) => continue }
+            beside(&mut in_flight, &shutdown, tokio::time::sleep(wait)).await;
+            continue;
         }
         if condition.as_ref().is_none_or(|(at, _)| *at != sub.updated_at) {
             let compiled = sub.condition.as_deref().and_then(|c| Condition::parse("condition", c).ok());
@@ -61,39 +66,64 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
         let allowed_rate = status.as_ref().and_then(|s| s.allowed_rate_per_minute);
         let concurrency = app.settings.delivery.max_concurrency;
         let batch = if one_at_a_time { 1 } else { pull_ahead(concurrency, sub.rate_limit, allowed_rate) };
-        let mut pull = match app.events.pull(&consumer, batch, PULL_EXPIRY).await {
-            Ok(Some(pull)) => pull,
-            Ok(None) => return, // the consumer is gone: the subscription was deleted
-            Err(err) => {
+        let pulled = beside(&mut in_flight, &shutdown, app.events.pull(&consumer, batch, PULL_EXPIRY)).await;
+        let mut pull = match pulled {
+            Some(Ok(Some(pull))) => pull,
+            None => break,           // shutdown
+            Some(Ok(None)) => break, // the consumer is gone: the subscription was deleted
+            Some(Err(err)) => {
                 tracing::debug!(subscription = %id, error = %err, "pull failed; retrying");
-                tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(500)) => continue }
+                beside(&mut in_flight, &shutdown, tokio::time::sleep(Duration::from_millis(500))).await;
+                continue;
             }
         };
         let sub = Arc::new(sub.as_ref().clone());
         let matcher = Arc::new(condition.as_ref().and_then(|(_, c)| c.clone()));
         loop {
-            let next = tokio::select! { _ = shutdown.cancelled() => return, next = pull.next() => next };
-            let Some(Ok(delivery)) = next else { break };
+            let Some(Some(Ok(delivery))) = beside(&mut in_flight, &shutdown, pull.next()).await else { break };
             let allowed = app.subscription_status.cached(&id).and_then(|s| s.allowed_rate_per_minute);
-            limiter.wait(sub.rate_limit, allowed).await;
-            let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+            let slot = async {
+                limiter.wait(sub.rate_limit, allowed).await;
+                permits.clone().acquire_owned().await.expect("semaphore open")
+            };
+            let Some(permit) = beside(&mut in_flight, &shutdown, slot).await else { break 'work };
             let (job_app, sub, matcher) = (app.clone(), sub.clone(), matcher.clone());
             let abandon = app.abandon_deliveries.clone();
-            let job = async move {
+            in_flight.push(app.deliveries.track_future(async move {
                 tokio::select! {
                     _ = abandon.cancelled() => {} // left unacknowledged: redelivered later
                     _ = deliver(&job_app, &sub, matcher.as_ref().as_ref(), delivery, permit) => {}
                 }
-            };
-            let job = app.deliveries.track_future(job);
+            }));
             if one_at_a_time {
-                job.await;
-            } else {
-                tokio::spawn(job);
+                while in_flight.next().await.is_some() {}
             }
             if app.subscriptions.cached(&id).is_none_or(|s| s.disabled.is_some()) {
-                return; // what this pull still brings waits for the ack wait, then for re-enabling
+                break 'work; // what this pull still brings waits for the ack wait, then for re-enabling
             }
+        }
+    }
+    // Deliveries still running finish on their own; shutdown waits for them
+    // (up to its grace period) through `app.deliveries`, which tracks each.
+    if !in_flight.is_empty() {
+        tokio::spawn(async move { while in_flight.next().await.is_some() {} });
+    }
+}
+
+/// Awaits `step` while polling the deliveries in flight beside it; `None`
+/// when shutdown comes first.
+async fn beside<J: Future<Output = ()>, T>(
+    in_flight: &mut FuturesUnordered<J>,
+    shutdown: &CancellationToken,
+    step: impl Future<Output = T>,
+) -> Option<T> {
+    let mut step = std::pin::pin!(step);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return None,
+            out = &mut step => return Some(out),
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
         }
     }
 }
@@ -117,7 +147,7 @@ async fn deliver(
     }
     // Only the id (and, for a condition, the payload) is needed: the stored
     // JSON is the webhook body as it is.
-    let Ok(event) = serde_json::from_slice::<EventHead>(&delivery.payload) else {
+    let Some(event_id) = event_id(&delivery.payload) else {
         return settle(AckOp::Term).await;
     };
     if let Some(condition) = condition {
@@ -127,7 +157,7 @@ async fn deliver(
         }
     }
     let attempt = delivery.delivered as u32;
-    let attempted = app.send_event(sub, &event.id, delivery.payload.clone()).await;
+    let attempted = app.send_event(sub, &event_id, delivery.payload.clone()).await;
     drop(slot);
     app.metrics.delivery_latency.observe(attempted.latency.as_secs_f64());
     let decision = app.retry_policy.decide(attempt, &attempted.response);
@@ -150,14 +180,27 @@ async fn deliver(
     let class = crate::telemetry::metrics::status_class(attempted.status);
     app.metrics.deliveries.with_label_values(&[outcome.as_str(), class]).inc();
     let of =
-        Attempt { sub, event_id: &event.id, sequence: delivery.stream_sequence, attempt, kind: AttemptKind::Delivery };
+        Attempt { sub, event_id: &event_id, sequence: delivery.stream_sequence, attempt, kind: AttemptKind::Delivery };
     app.log_attempt(of, &attempted, outcome, next_at).await;
     settle(op).await;
 }
 
-#[derive(serde::Deserialize)]
-struct EventHead {
-    id: String,
+/// The id of a stored event. Herald writes the id first and ids are plain
+/// ASCII, so reading it needs no JSON parse; anything else is parsed.
+fn event_id(stored: &[u8]) -> Option<String> {
+    let plain = |id: &[u8]| id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    if stored.ends_with(b"}")
+        && let Some(rest) = stored.strip_prefix(br#"{"id":""#)
+        && let Some(end) = rest.iter().position(|b| *b == b'"')
+        && plain(&rest[..end])
+    {
+        return Some(String::from_utf8_lossy(&rest[..end]).into_owned());
+    }
+    #[derive(serde::Deserialize)]
+    struct EventHead {
+        id: String,
+    }
+    serde_json::from_slice::<EventHead>(stored).ok().map(|e| e.id)
 }
 
 #[derive(serde::Deserialize)]
@@ -201,6 +244,15 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_ids_are_read_without_a_parse_when_plain_and_parsed_otherwise() {
+        assert_eq!(event_id(br#"{"id":"01KABC","type":"x"}"#).as_deref(), Some("01KABC"));
+        assert_eq!(event_id(br#"{"type":"x","id":"01KABC"}"#).as_deref(), Some("01KABC"), "not first");
+        assert_eq!(event_id(br#"{"id":"a\"b","type":"x"}"#).as_deref(), Some("a\"b"), "escaped");
+        assert_eq!(event_id(br#"{"id":"01KABC""#), None, "not JSON");
+        assert_eq!(event_id(b"garbage"), None);
+    }
 
     #[test]
     fn pull_ahead_is_two_rounds_of_slots_or_two_seconds_at_a_limited_rate() {

@@ -117,6 +117,11 @@ impl NatsProcess {
         self.addr
     }
 
+    /// The server's process id (benchmarks read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// The JetStream store directory.
     pub fn store_dir(&self) -> &Path {
         &self.store_dir

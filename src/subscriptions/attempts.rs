@@ -25,6 +25,10 @@ use crate::{
 /// Type of the event `SendTestEvent` delivers.
 pub const PING_TYPE: &str = "herald.ping";
 
+/// Room for an attempt record's JSON besides its response body (names,
+/// times, ids and a short error).
+const RECORD_FIELDS_LEN: usize = 512;
+
 /// Which delivery attempt of which event of which subscription.
 #[derive(Clone, Copy)]
 pub(crate) struct Attempt<'a> {
@@ -68,7 +72,9 @@ impl App {
             outcome,
             next_attempt_at,
         };
-        match serde_json::to_vec(&record) {
+        // Sized for the fixed fields up front: growing the buffer field by field copies it over and over.
+        let mut bytes = Vec::with_capacity(RECORD_FIELDS_LEN + record.response_body.len());
+        match serde_json::to_writer(&mut bytes, &record).map(|()| bytes) {
             // Attempts returned to a caller are confirmed; delivery attempts are not waited on.
             Ok(bytes) if kind == AttemptKind::Delivery => self.attempts.append(&sub.id, Bytes::from(bytes)).await,
             Ok(bytes) => {

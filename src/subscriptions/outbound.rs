@@ -14,7 +14,6 @@ use crate::{
         http::{Attempted, MAX_LOGGED_BODY, Outbound},
         oauth::{ClientCredentials, TokenError},
         outcome::Response,
-        signing,
     },
     domain::{
         event::EventRecord,
@@ -127,18 +126,15 @@ impl App {
         auth: &Auth,
     ) -> Result<Outbound> {
         let now = OffsetDateTime::now_utc();
-        let secrets = sub.signing_secrets(now).into_iter().map(|s| self.sealer.open(s)).collect::<Result<Vec<_>>>()?;
-        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        let seed = sub.ed25519_seed.as_deref().map(|s| self.sealer.open(s)).transpose()?;
+        let signer = self
+            .signers
+            .get(&sub.id, &sub.signing_secrets(now), sub.ed25519_seed.as_deref(), |s| self.sealer.open(s))?;
         let timestamp = now.unix_timestamp();
         let mut headers = webhook.headers.clone();
         headers.extend_from_slice(content);
         headers.push(("webhook-id".into(), id.to_owned()));
         headers.push(("webhook-timestamp".into(), timestamp.to_string()));
-        headers.push((
-            "webhook-signature".into(),
-            signing::signature_header(&secrets, seed.as_deref(), id, timestamp, body),
-        ));
+        headers.push(("webhook-signature".into(), signer.header(id, timestamp, body)));
         match auth {
             Auth::None => {}
             Auth::Header(value) => headers.push(("authorization".into(), value.clone())),
