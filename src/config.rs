@@ -230,6 +230,10 @@ pub struct DeliverySettings {
     /// Most attempts kept per subscription (oldest dropped).
     #[serde(deserialize_with = "lenient")]
     pub attempt_log_per_subscription: i64,
+    /// Longest a delivery's attempt record waits for others to share its
+    /// batch (the window a crash can lose; a graceful shutdown loses none).
+    #[serde(with = "humantime_serde")]
+    pub attempt_log_linger: Duration,
     /// Most events one `ReplayEvents` call delivers.
     #[serde(deserialize_with = "lenient")]
     pub max_replay: usize,
@@ -357,6 +361,7 @@ impl Default for DeliverySettings {
             secret_rotation_grace: h(24),
             attempt_log_max_age: h(30 * 24),
             attempt_log_per_subscription: 1000,
+            attempt_log_linger: Duration::from_millis(20),
             max_replay: 10_000,
             max_per_user: 100,
             slack_api_base: "https://slack.com/api".into(),
@@ -547,6 +552,9 @@ impl Settings {
         if !(1..=100_000).contains(&d.attempt_log_per_subscription) {
             return Err(bad("delivery.attempt_log_per_subscription", "must be between 1 and 100000"));
         }
+        if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&d.attempt_log_linger) {
+            return Err(bad("delivery.attempt_log_linger", "must be between 1ms and 60s"));
+        }
         if !(1..=1_000_000).contains(&d.max_replay) {
             return Err(bad("delivery.max_replay", "must be between 1 and 1000000"));
         }
@@ -735,5 +743,18 @@ mod tests {
         assert!(format!("{err:#}").contains("bogus"), "{err:#}");
         let err = Settings::load(None, env(&[("HERALD_ADMIN_TOKEN", "short")])).unwrap_err();
         assert!(err.to_string().contains("admin_token"), "{err}");
+    }
+
+    #[test]
+    fn the_attempt_log_linger_is_checked_at_its_edges() {
+        let linger = |value: &str| {
+            Settings::load(None, env(&[("HERALD_DEV", "true"), ("HERALD_DELIVERY_ATTEMPT_LOG_LINGER", value)]))
+        };
+        assert_eq!(linger("1ms").unwrap().delivery.attempt_log_linger, Duration::from_millis(1));
+        assert_eq!(linger("60s").unwrap().delivery.attempt_log_linger, Duration::from_secs(60));
+        for outside in ["0s", "61s"] {
+            let err = linger(outside).unwrap_err();
+            assert!(err.to_string().contains("delivery.attempt_log_linger"), "{outside}: {err}");
+        }
     }
 }

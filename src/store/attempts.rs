@@ -37,8 +37,6 @@ pub fn attempts_subject(id: &str) -> String {
 pub const BATCH_RECORDS: usize = 64;
 /// A batch is sent as soon as its records reach this many bytes.
 pub const BATCH_BYTES: usize = 16 * 1024;
-/// Longest a record waits in its batch before it is sent.
-pub const BATCH_LINGER: Duration = Duration::from_millis(20);
 /// The batcher takes what arrived in this time at once, rather than waking per record.
 const GATHER: Duration = Duration::from_millis(1);
 /// Most commands the batcher takes at once.
@@ -48,7 +46,7 @@ const QUEUE: usize = 4096;
 
 /// The attempt log. Records are appended in batches: one message per
 /// subscription holds a JSON array of up to `BATCH_RECORDS` records, sent
-/// when full or after `BATCH_LINGER`, so a busy subscription costs
+/// when full or after `delivery.attempt_log_linger`, so a busy subscription costs
 /// JetStream one stored message per batch rather than one per attempt.
 #[derive(Clone)]
 pub struct AttemptLog {
@@ -81,7 +79,8 @@ impl AttemptLog {
         js.create_or_update_stream(config).await.context("failed to create the delivery attempt stream")?;
         let stream = js.get_stream(ATTEMPTS_STREAM).await.context("failed to open the delivery attempt stream")?;
         let (queue, commands) = mpsc::channel(QUEUE);
-        tokio::spawn(Batcher { nats: nats.clone(), js, pending: HashMap::new(), oldest: None }.run(commands));
+        let linger = settings.delivery.attempt_log_linger;
+        tokio::spawn(Batcher { nats: nats.clone(), js, linger, pending: HashMap::new(), oldest: None }.run(commands));
         Ok(AttemptLog { nats, stream: Arc::new(stream), queue })
     }
 
@@ -152,6 +151,8 @@ impl Batch {
 struct Batcher {
     nats: Nats,
     js: jetstream::Context,
+    /// Longest a record waits in its batch before it is sent.
+    linger: Duration,
     pending: HashMap<String, Batch>,
     /// When the oldest pending record arrived.
     oldest: Option<Instant>,
@@ -161,7 +162,7 @@ impl Batcher {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut received = Vec::with_capacity(RECEIVE_AT_ONCE);
         loop {
-            let due = self.oldest.map(|at| at + BATCH_LINGER);
+            let due = self.oldest.map(|at| at + self.linger);
             tokio::select! {
                 n = commands.recv_many(&mut received, RECEIVE_AT_ONCE) => {
                     if n == 0 {
