@@ -58,7 +58,6 @@ fn sign_ed25519(key: &SigningKey, id: &str, timestamp: i64, body: &[u8]) -> Stri
 
 /// A `whsec_` secret ready to sign: the HMAC state after absorbing the
 /// decoded key, so each message costs only the hashing of its own content.
-#[derive(Clone)]
 pub struct V1Key(Hmac<Sha256>);
 
 impl V1Key {
@@ -81,7 +80,6 @@ impl V1Key {
 
 /// Everything one subscription signs a message with: its active `whsec_`
 /// secrets and its optional Ed25519 key.
-#[derive(Clone)]
 pub struct Signer {
     v1: Vec<V1Key>,
     v1a: Option<SigningKey>,
@@ -128,9 +126,9 @@ impl SignerCache {
         seed: Option<&str>,
         open: impl Fn(&str) -> Result<String, E>,
     ) -> Result<Arc<Signer>, E> {
-        let key: Vec<&str> = sealed.iter().copied().chain(seed).collect();
+        let key = || sealed.iter().copied().chain(seed);
         if let Some((cached, signer)) = self.signers.lock().expect("signer cache").get(id)
-            && cached.iter().map(String::as_str).eq(key.iter().copied())
+            && cached.iter().map(String::as_str).eq(key())
         {
             return Ok(signer.clone());
         }
@@ -142,7 +140,7 @@ impl SignerCache {
         if signers.len() >= CACHED_SIGNERS {
             signers.clear();
         }
-        signers.insert(id.to_owned(), (key.into_iter().map(str::to_owned).collect(), signer.clone()));
+        signers.insert(id.to_owned(), (key().map(str::to_owned).collect(), signer.clone()));
         Ok(signer)
     }
 }

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::{condition::Condition, outcome::Decision};
 use crate::{
     app::App,
-    domain::subscription::{AttemptKind, AttemptOutcome, SubscriptionRecord, consumer_name},
+    domain::subscription::{AttemptKind, AttemptOutcome, consumer_name},
     store::{AckOp, Delivery},
     subscriptions::Attempt,
 };
@@ -77,7 +77,6 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
                 continue;
             }
         };
-        let sub = Arc::new(sub.as_ref().clone());
         let matcher = Arc::new(condition.as_ref().and_then(|(_, c)| c.clone()));
         loop {
             let Some(Some(Ok(delivery))) = beside(&mut in_flight, &shutdown, pull.next()).await else { break };
@@ -92,7 +91,7 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
             in_flight.push(app.deliveries.track_future(async move {
                 tokio::select! {
                     _ = abandon.cancelled() => {} // left unacknowledged: redelivered later
-                    _ = deliver(&job_app, &sub, matcher.as_ref().as_ref(), delivery, permit) => {}
+                    _ = deliver(&job_app, &sub.id, matcher.as_ref().as_ref(), delivery, permit) => {}
                 }
             }));
             if one_at_a_time {
@@ -128,12 +127,12 @@ async fn beside<J: Future<Output = ()>, T>(
     }
 }
 
-/// Delivers one event of a subscription's consumer and settles it. The
+/// Delivers one event of subscription `id`'s consumer and settles it. The
 /// concurrency `slot` is held only for the HTTP request: logging and
 /// settling run beside the next requests.
 async fn deliver(
     app: &App,
-    sub: &SubscriptionRecord,
+    id: &str,
     condition: Option<&Condition>,
     mut delivery: Delivery,
     slot: OwnedSemaphorePermit,
@@ -142,9 +141,13 @@ async fn deliver(
     // needs none of the checks reply tokens get.
     let ack = std::mem::take(&mut delivery.ack_subject);
     let settle = |op| app.events.settle(ack, op);
-    if app.subscriptions.cached(&sub.id).is_none_or(|s| s.disabled.is_some()) {
-        return settle(AckOp::Nak(Some(RELEASE_DELAY))).await;
-    }
+    // The subscription as it is now, not as it was when the event was pulled:
+    // a rotated secret or a new URL applies from the next request on.
+    let sub = match app.subscriptions.cached(id) {
+        Some(sub) if sub.disabled.is_none() => sub,
+        _ => return settle(AckOp::Nak(Some(RELEASE_DELAY))).await,
+    };
+    let sub = sub.as_ref();
     // Only the id (and, for a condition, the payload) is needed: the stored
     // JSON is the webhook body as it is.
     let Some(event_id) = event_id(&delivery.payload) else {
@@ -194,7 +197,7 @@ fn event_id(stored: &[u8]) -> Option<String> {
         && let Some(end) = rest.iter().position(|b| *b == b'"')
         && plain(&rest[..end])
     {
-        return Some(String::from_utf8_lossy(&rest[..end]).into_owned());
+        return String::from_utf8(rest[..end].to_vec()).ok();
     }
     #[derive(serde::Deserialize)]
     struct EventHead {

@@ -119,6 +119,11 @@ async fn a_rotated_secret_keeps_signing_alongside_the_new_one() {
     let receiver = WebhookReceiver::start().await;
     let created = create(&admin, subscription("rotating", &p, &receiver.url)).await;
     let id = created.subscription.unwrap().id;
+    // A delivery before the rotation: the replica now holds the opened key.
+    emit(&admin, &p, "job.completed", "").await;
+    let before = &receiver.wait_for(1).await[0];
+    assert_eq!(before.header("webhook-signature").split(' ').count(), 1);
+    assert!(verify(before, &created.signing_secret));
     let new = admin
         .subscriptions()
         .rotate_secret(pb::RotateSecretRequest { subscription_id: id })
@@ -127,7 +132,7 @@ async fn a_rotated_secret_keeps_signing_alongside_the_new_one() {
         .into_inner()
         .signing_secret;
     emit(&admin, &p, "job.completed", "").await;
-    let r = &receiver.wait_for(1).await[0];
+    let r = &receiver.wait_for(2).await[1];
     assert_eq!(r.header("webhook-signature").split(' ').count(), 2);
     assert!(verify(r, &created.signing_secret) && verify(r, &new));
 }
