@@ -9,7 +9,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{StreamExt as _, stream::FuturesUnordered};
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -32,23 +31,22 @@ const RELEASE_DELAY: Duration = Duration::from_secs(1);
 const RATE_AHEAD: Duration = Duration::from_secs(2);
 
 /// Runs the worker of subscription `id` until it is deleted or disabled, or
-/// shutdown. The deliveries it starts run inside this task (no task each):
-/// the worker polls them while it waits for anything else.
+/// shutdown. Each delivery it starts is a task of its own, so one busy
+/// subscription's requests, logging and settling spread over every core.
 pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
     let consumer = consumer_name(&id);
+    let id: Arc<str> = id.into();
     let mut limiter = RateLimiter::default();
     let mut condition: Option<(OffsetDateTime, Option<Condition>)> = None;
     let permits = Arc::new(Semaphore::new(app.settings.delivery.max_concurrency));
-    let mut in_flight = FuturesUnordered::new();
-    'work: while !shutdown.is_cancelled() {
-        let Some(sub) = app.subscriptions.cached(&id) else { break };
+    while !shutdown.is_cancelled() {
+        let Some(sub) = app.subscriptions.cached(&id) else { return };
         if sub.disabled.is_some() {
-            break;
+            return;
         }
         if let Some(until) = sub.disabled_until.filter(|u| *u > OffsetDateTime::now_utc()) {
             let wait = (until - OffsetDateTime::now_utc()).unsigned_abs().min(PAUSE_CHECK);
-            beside(&mut in_flight, &shutdown, tokio::time::sleep(wait)).await;
-            continue;
+            tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(wait) => continue }
         }
         if condition.as_ref().is_none_or(|(at, _)| *at != sub.updated_at) {
             let compiled = sub.condition.as_deref().and_then(|c| Condition::parse("condition", c).ok());
@@ -66,63 +64,45 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
         let allowed_rate = status.as_ref().and_then(|s| s.allowed_rate_per_minute);
         let concurrency = app.settings.delivery.max_concurrency;
         let batch = if one_at_a_time { 1 } else { pull_ahead(concurrency, sub.rate_limit, allowed_rate) };
-        let pulled = beside(&mut in_flight, &shutdown, app.events.pull(&consumer, batch, PULL_EXPIRY)).await;
+        let pulled = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            pulled = app.events.pull(&consumer, batch, PULL_EXPIRY) => pulled,
+        };
         let mut pull = match pulled {
-            Some(Ok(Some(pull))) => pull,
-            None => break,           // shutdown
-            Some(Ok(None)) => break, // the consumer is gone: the subscription was deleted
-            Some(Err(err)) => {
+            Ok(Some(pull)) => pull,
+            Ok(None) => return, // the consumer is gone: the subscription was deleted
+            Err(err) => {
                 tracing::debug!(subscription = %id, error = %err, "pull failed; retrying");
-                beside(&mut in_flight, &shutdown, tokio::time::sleep(Duration::from_millis(500))).await;
-                continue;
+                tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(500)) => continue }
             }
         };
         let matcher = Arc::new(condition.as_ref().and_then(|(_, c)| c.clone()));
         loop {
-            let Some(Some(Ok(delivery))) = beside(&mut in_flight, &shutdown, pull.next()).await else { break };
+            let next = tokio::select! { _ = shutdown.cancelled() => return, next = pull.next() => next };
+            let Some(Ok(delivery)) = next else { break };
             let allowed = app.subscription_status.cached(&id).and_then(|s| s.allowed_rate_per_minute);
             let slot = async {
                 limiter.wait(sub.rate_limit, allowed).await;
                 permits.clone().acquire_owned().await.expect("semaphore open")
             };
-            let Some(permit) = beside(&mut in_flight, &shutdown, slot).await else { break 'work };
-            let (job_app, sub, matcher) = (app.clone(), sub.clone(), matcher.clone());
+            let permit = tokio::select! { _ = shutdown.cancelled() => return, permit = slot => permit };
+            let (job_app, job_id, matcher) = (app.clone(), id.clone(), matcher.clone());
             let abandon = app.abandon_deliveries.clone();
-            in_flight.push(app.deliveries.track_future(async move {
+            // Tracked, so shutdown waits for it (up to its grace period).
+            let job = app.deliveries.track_future(async move {
                 tokio::select! {
                     _ = abandon.cancelled() => {} // left unacknowledged: redelivered later
-                    _ = deliver(&job_app, &sub.id, matcher.as_ref().as_ref(), delivery, permit) => {}
+                    _ = deliver(&job_app, &job_id, matcher.as_ref().as_ref(), delivery, permit) => {}
                 }
-            }));
+            });
             if one_at_a_time {
-                while in_flight.next().await.is_some() {}
+                job.await;
+            } else {
+                tokio::spawn(job);
             }
             if app.subscriptions.cached(&id).is_none_or(|s| s.disabled.is_some()) {
-                break 'work; // what this pull still brings waits for the ack wait, then for re-enabling
+                return; // what this pull still brings waits for the ack wait, then for re-enabling
             }
-        }
-    }
-    // Deliveries still running finish on their own; shutdown waits for them
-    // (up to its grace period) through `app.deliveries`, which tracks each.
-    if !in_flight.is_empty() {
-        tokio::spawn(async move { while in_flight.next().await.is_some() {} });
-    }
-}
-
-/// Awaits `step` while polling the deliveries in flight beside it; `None`
-/// when shutdown comes first.
-async fn beside<J: Future<Output = ()>, T>(
-    in_flight: &mut FuturesUnordered<J>,
-    shutdown: &CancellationToken,
-    step: impl Future<Output = T>,
-) -> Option<T> {
-    let mut step = std::pin::pin!(step);
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => return None,
-            out = &mut step => return Some(out),
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
         }
     }
 }
