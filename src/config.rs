@@ -234,6 +234,11 @@ pub struct DeliverySettings {
     /// batch (the window a crash can lose; a graceful shutdown loses none).
     #[serde(with = "humantime_serde")]
     pub attempt_log_linger: Duration,
+    /// Longest a delivery's acknowledgement waits for others to leave in the
+    /// same burst (a crash within it means one more delivery; a graceful
+    /// shutdown sends them first).
+    #[serde(with = "humantime_serde")]
+    pub ack_linger: Duration,
     /// Most events one `ReplayEvents` call delivers.
     #[serde(deserialize_with = "lenient")]
     pub max_replay: usize,
@@ -362,6 +367,7 @@ impl Default for DeliverySettings {
             attempt_log_max_age: h(30 * 24),
             attempt_log_per_subscription: 1000,
             attempt_log_linger: Duration::from_millis(20),
+            ack_linger: Duration::from_millis(1),
             max_replay: 10_000,
             max_per_user: 100,
             slack_api_base: "https://slack.com/api".into(),
@@ -554,6 +560,16 @@ impl Settings {
         }
         if !(Duration::from_millis(1)..=Duration::from_secs(60)).contains(&d.attempt_log_linger) {
             return Err(bad("delivery.attempt_log_linger", "must be between 1ms and 60s"));
+        }
+        // A delivery takes at most one request timeout; its acknowledgement
+        // must then reach JetStream well within the ack wait (4 timeouts).
+        if !(Duration::from_millis(1)..=Duration::from_secs(10)).contains(&d.ack_linger)
+            || d.ack_linger > d.request_timeout * 2
+        {
+            return Err(bad(
+                "delivery.ack_linger",
+                "must be between 1ms and 10s, and at most twice delivery.request_timeout",
+            ));
         }
         if !(1..=1_000_000).contains(&d.max_replay) {
             return Err(bad("delivery.max_replay", "must be between 1 and 1000000"));
@@ -755,6 +771,27 @@ mod tests {
         for outside in ["0s", "61s"] {
             let err = linger(outside).unwrap_err();
             assert!(err.to_string().contains("delivery.attempt_log_linger"), "{outside}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_ack_linger_is_checked_at_its_edges_and_against_the_request_timeout() {
+        let linger = |value: &str, timeout: &str| {
+            Settings::load(
+                None,
+                env(&[
+                    ("HERALD_DEV", "true"),
+                    ("HERALD_DELIVERY_ACK_LINGER", value),
+                    ("HERALD_DELIVERY_REQUEST_TIMEOUT", timeout),
+                ]),
+            )
+        };
+        assert_eq!(linger("1ms", "100ms").unwrap().delivery.ack_linger, Duration::from_millis(1));
+        assert_eq!(linger("10s", "15s").unwrap().delivery.ack_linger, Duration::from_secs(10));
+        assert_eq!(linger("4s", "2s").unwrap().delivery.ack_linger, Duration::from_secs(4), "twice the timeout");
+        for (outside, timeout) in [("0s", "15s"), ("11s", "15s"), ("4001ms", "2s")] {
+            let err = linger(outside, timeout).unwrap_err();
+            assert!(err.to_string().contains("delivery.ack_linger"), "{outside} with {timeout}: {err}");
         }
     }
 }

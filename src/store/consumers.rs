@@ -304,7 +304,7 @@ impl std::fmt::Debug for ReleaseGuard {
 impl EventLog {
     /// Queues an acknowledgement without waiting for a confirmation (the
     /// delivery engine's path: a lost ack only means one more delivery).
-    /// Acknowledgements go out in bursts, within about `SETTLE_LINGER`.
+    /// Acknowledgements go out in bursts, within about `delivery.ack_linger`.
     pub async fn settle(&self, ack_subject: String, op: AckOp) {
         self.settler.send(ack_subject, op.payload()).await;
     }

@@ -109,7 +109,7 @@ impl EventLog {
         js.create_or_update_stream(config).await.context("failed to create the events stream")?;
         let stream = js.get_stream(EVENTS_STREAM).await.context("failed to open the events stream")?;
         Ok(EventLog {
-            settler: Settler::start(nats.clone()),
+            settler: Settler::start(nats.clone(), settings.delivery.ack_linger),
             nats,
             js,
             stream: Arc::new(stream),

@@ -2,15 +2,19 @@
 //! bursts, so the NATS connection writes many of them at once instead of
 //! one write (and one wake-up of the server) per delivery.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::Nats;
 
-/// How long the first acknowledgement of a burst waits for others.
-pub const SETTLE_LINGER: Duration = Duration::from_millis(1);
 /// Most acknowledgements sent in one burst.
 const MAX_BURST: usize = 1024;
 /// Acknowledgements queued before settling waits (back-pressure).
@@ -25,37 +29,58 @@ enum Item {
 #[derive(Clone)]
 pub struct Settler {
     queue: mpsc::Sender<Item>,
+    flushes: Arc<Flushes>,
+}
+
+/// Flushes asked for and not yet done: while there are any, bursts do not
+/// linger (a shutdown waits for the flush, not for the linger).
+#[derive(Default)]
+struct Flushes {
+    pending: AtomicUsize,
+    asked: Notify,
 }
 
 impl Settler {
-    /// Starts the task that sends queued acknowledgements on `nats`.
-    pub fn start(nats: Nats) -> Self {
+    /// Starts the task that sends queued acknowledgements on `nats`; the
+    /// first of a burst waits `linger` for others (`delivery.ack_linger`).
+    pub fn start(nats: Nats, linger: Duration) -> Self {
         let (queue, items) = mpsc::channel(QUEUE);
-        tokio::spawn(run(nats, items));
-        Settler { queue }
+        let flushes = Arc::new(Flushes::default());
+        tokio::spawn(run(nats, linger, flushes.clone(), items));
+        Settler { queue, flushes }
     }
 
-    /// Queues `payload` for `subject`; it is sent within about `SETTLE_LINGER`.
+    /// Queues `payload` for `subject`; it is sent within about the linger.
     pub async fn send(&self, subject: String, payload: Bytes) {
         let _ = self.queue.send(Item::Publish { subject, payload }).await;
     }
 
-    /// Returns once everything queued before has been handed to the NATS connection and flushed.
+    /// Returns once everything queued before has been handed to the NATS
+    /// connection and flushed, without waiting for the linger.
     pub async fn flush(&self) {
         let (done, flushed) = oneshot::channel();
+        self.flushes.pending.fetch_add(1, Ordering::SeqCst);
+        self.flushes.asked.notify_one();
         if self.queue.send(Item::Flush(done)).await.is_ok() {
             let _ = flushed.await;
+        } else {
+            self.flushes.pending.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }
 
-async fn run(nats: Nats, mut items: mpsc::Receiver<Item>) {
+async fn run(nats: Nats, linger: Duration, flushes: Arc<Flushes>, mut items: mpsc::Receiver<Item>) {
     let mut burst = Vec::with_capacity(MAX_BURST);
     loop {
         if items.recv_many(&mut burst, MAX_BURST).await == 0 {
             return;
         }
-        tokio::time::sleep(SETTLE_LINGER).await;
+        if flushes.pending.load(Ordering::SeqCst) == 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(linger) => {}
+                _ = flushes.asked.notified() => {}
+            }
+        }
         while burst.len() < MAX_BURST
             && let Ok(item) = items.try_recv()
         {
@@ -70,6 +95,7 @@ async fn run(nats: Nats, mut items: mpsc::Receiver<Item>) {
                 }
                 Item::Flush(done) => {
                     let _ = nats.client().flush().await;
+                    flushes.pending.fetch_sub(1, Ordering::SeqCst);
                     let _ = done.send(());
                 }
             }
