@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::{condition::Condition, outcome::Decision};
 use crate::{
     app::App,
-    domain::subscription::{AttemptKind, AttemptOutcome, consumer_name},
+    domain::subscription::{AttemptKind, AttemptOutcome, SubscriptionRecord, consumer_name},
     store::{AckOp, Delivery},
     subscriptions::Attempt,
 };
@@ -37,7 +37,7 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
     let consumer = consumer_name(&id);
     let id: Arc<str> = id.into();
     let mut limiter = RateLimiter::default();
-    let mut condition: Option<(OffsetDateTime, Option<Condition>)> = None;
+    let mut condition: Option<Arc<Compiled>> = None;
     let permits = Arc::new(Semaphore::new(app.settings.delivery.max_concurrency));
     while !shutdown.is_cancelled() {
         let Some(sub) = app.subscriptions.cached(&id) else { return };
@@ -48,10 +48,10 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
             let wait = (until - OffsetDateTime::now_utc()).unsigned_abs().min(PAUSE_CHECK);
             tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(wait) => continue }
         }
-        if condition.as_ref().is_none_or(|(at, _)| *at != sub.updated_at) {
-            let compiled = sub.condition.as_deref().and_then(|c| Condition::parse("condition", c).ok());
-            condition = Some((sub.updated_at, compiled));
-        }
+        let condition = match &condition {
+            Some(compiled) if compiled.of == sub.updated_at => compiled.clone(),
+            _ => condition.insert(Arc::new(Compiled::of(&sub))).clone(),
+        };
         // Pull ahead of the free slots so the next event is at hand when a
         // request completes, but never more than can start within about one
         // request timeout (or `RATE_AHEAD` at the subscription's rate): pulled
@@ -76,7 +76,6 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
                 tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(Duration::from_millis(500)) => continue }
             }
         };
-        let matcher = Arc::new(condition.as_ref().and_then(|(_, c)| c.clone()));
         loop {
             let next = tokio::select! { _ = shutdown.cancelled() => return, next = pull.next() => next };
             let Some(Ok(delivery)) = next else { break };
@@ -86,13 +85,13 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
                 permits.clone().acquire_owned().await.expect("semaphore open")
             };
             let permit = tokio::select! { _ = shutdown.cancelled() => return, permit = slot => permit };
-            let (job_app, job_id, matcher) = (app.clone(), id.clone(), matcher.clone());
+            let (job_app, job_id, condition) = (app.clone(), id.clone(), condition.clone());
             let abandon = app.abandon_deliveries.clone();
             // Tracked, so shutdown waits for it (up to its grace period).
             let job = app.deliveries.track_future(async move {
                 tokio::select! {
                     _ = abandon.cancelled() => {} // left unacknowledged: redelivered later
-                    _ = deliver(&job_app, &job_id, matcher.as_ref().as_ref(), delivery, permit) => {}
+                    _ = deliver(&job_app, &job_id, &condition, delivery, permit) => {}
                 }
             });
             if one_at_a_time {
@@ -107,16 +106,25 @@ pub async fn run(app: Arc<App>, id: String, shutdown: CancellationToken) {
     }
 }
 
+/// A subscription's payload condition, compiled once per version of it.
+struct Compiled {
+    /// The `updated_at` of the subscription it was compiled from.
+    of: OffsetDateTime,
+    condition: Option<Condition>,
+}
+
+impl Compiled {
+    fn of(sub: &SubscriptionRecord) -> Self {
+        // Conditions are validated when stored, so one that fails here cannot occur.
+        let condition = sub.condition.as_deref().and_then(|c| Condition::parse("condition", c).ok());
+        Compiled { of: sub.updated_at, condition }
+    }
+}
+
 /// Delivers one event of subscription `id`'s consumer and settles it. The
 /// concurrency `slot` is held only for the HTTP request: logging and
 /// settling run beside the next requests.
-async fn deliver(
-    app: &App,
-    id: &str,
-    condition: Option<&Condition>,
-    mut delivery: Delivery,
-    slot: OwnedSemaphorePermit,
-) {
+async fn deliver(app: &App, id: &str, compiled: &Compiled, mut delivery: Delivery, slot: OwnedSemaphorePermit) {
     // The ack subject comes from JetStream itself (not from a client), so it
     // needs none of the checks reply tokens get.
     let ack = std::mem::take(&mut delivery.ack_subject);
@@ -133,7 +141,16 @@ async fn deliver(
     let Some(event_id) = event_id(&delivery.payload) else {
         return settle(AckOp::Term).await;
     };
-    if let Some(condition) = condition {
+    // The worker compiled the condition when it pulled; one changed since
+    // applies now too (compiled here until the worker's next pull).
+    let recompiled;
+    let compiled = if compiled.of == sub.updated_at {
+        compiled
+    } else {
+        recompiled = Compiled::of(sub);
+        &recompiled
+    };
+    if let Some(condition) = &compiled.condition {
         let payload = serde_json::from_slice::<EventPayload>(&delivery.payload).ok().and_then(|e| e.payload);
         if !condition.matches(payload.as_ref()) {
             return settle(AckOp::Ack).await;

@@ -264,6 +264,30 @@ async fn filters_globs_and_conditions_select_the_right_events() {
 }
 
 #[tokio::test]
+async fn a_changed_condition_applies_to_the_next_event_even_within_an_open_pull() {
+    let (_app, admin, p) = setup().await;
+    let receiver = WebhookReceiver::start().await;
+    let mut request = subscription("conditional", &p, &receiver.url);
+    request.condition = "$.status == 'FAILED'".into();
+    let id = create(&admin, request).await.subscription.unwrap().id;
+    emit(&admin, &p, "job.completed", r#"{"status":"FAILED"}"#).await;
+    receiver.wait_for(1).await;
+    // The worker's pull that brought that event stays open for up to 2 s;
+    // the events below arrive in it.
+    let update = pb::UpdateSubscriptionRequest {
+        subscription_id: id,
+        condition: Some("$.status == 'OK'".into()),
+        ..Default::default()
+    };
+    admin.subscriptions().update_subscription(update).await.unwrap();
+    let ok = emit(&admin, &p, "job.completed", r#"{"status":"OK"}"#).await.event_id;
+    emit(&admin, &p, "job.completed", r#"{"status":"FAILED"}"#).await;
+    let got = receiver.wait_for(2).await;
+    receiver.assert_stays_at(2, Duration::from_millis(800)).await;
+    assert_eq!(got[1].header("webhook-id"), ok);
+}
+
+#[tokio::test]
 async fn disabled_until_holds_events_then_releases_them() {
     let (_app, admin, p) = setup().await;
     let receiver = WebhookReceiver::start().await;
