@@ -118,21 +118,21 @@ type Opened = (Vec<String>, Arc<Signer>);
 impl SignerCache {
     /// The signer for subscription `id` whose active secrets are `sealed`
     /// (with its sealed Ed25519 `seed`), opening them with `open` only when
-    /// they differ from the cached ones.
-    pub fn get<E>(
+    /// they differ from the cached ones. A cache hit allocates nothing.
+    pub fn get<'a, E>(
         &self,
         id: &str,
-        sealed: &[&str],
-        seed: Option<&str>,
+        sealed: impl Iterator<Item = &'a str> + Clone,
+        seed: Option<&'a str>,
         open: impl Fn(&str) -> Result<String, E>,
     ) -> Result<Arc<Signer>, E> {
-        let key = || sealed.iter().copied().chain(seed);
+        let key = || sealed.clone().chain(seed);
         if let Some((cached, signer)) = self.signers.lock().expect("signer cache").get(id)
             && cached.iter().map(String::as_str).eq(key())
         {
             return Ok(signer.clone());
         }
-        let secrets = sealed.iter().map(|s| open(s)).collect::<Result<Vec<_>, E>>()?;
+        let secrets = sealed.clone().map(&open).collect::<Result<Vec<_>, E>>()?;
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let seed = seed.map(&open).transpose()?;
         let signer = Arc::new(Signer::new(&secrets, seed.as_deref()));
@@ -217,24 +217,26 @@ mod tests {
         };
         let (old, new) = (new_secret(), new_secret());
         let (sealed_old, sealed_new) = (format!("sealed:{old}"), format!("sealed:{new}"));
-        let first = cache.get("sub", &[&sealed_old], None, open).unwrap();
-        let again = cache.get("sub", &[&sealed_old], None, open).unwrap();
+        let first = cache.get("sub", [sealed_old.as_str()].into_iter(), None, open).unwrap();
+        let again = cache.get("sub", [sealed_old.as_str()].into_iter(), None, open).unwrap();
         assert!(Arc::ptr_eq(&first, &again));
         assert_eq!(opened.get(), 1, "the second delivery opens nothing");
         assert!(verify(&again.header("m", 1, b"x"), &old, "m", 1, b"x"));
         // Rotation: both secrets sign, and the cache notices the change.
-        let rotated = cache.get("sub", &[&sealed_new, &sealed_old], None, open).unwrap();
+        let rotated = cache.get("sub", [sealed_new.as_str(), &sealed_old].into_iter(), None, open).unwrap();
         let header = rotated.header("m", 1, b"x");
         assert!(verify(&header, &new, "m", 1, b"x") && verify(&header, &old, "m", 1, b"x"));
         // The old secret expired: only the new one signs.
-        let header = cache.get("sub", &[&sealed_new], None, open).unwrap().header("m", 1, b"x");
+        let header = cache.get("sub", [sealed_new.as_str()].into_iter(), None, open).unwrap().header("m", 1, b"x");
         assert!(!verify(&header, &old, "m", 1, b"x") && verify(&header, &new, "m", 1, b"x"));
         // An Ed25519 seed added later is part of what is compared.
         let seed = new_ed25519_seed();
-        let header =
-            cache.get("sub", &[&sealed_new], Some(&format!("sealed:{seed}")), open).unwrap().header("m", 1, b"x");
+        let header = cache
+            .get("sub", [sealed_new.as_str()].into_iter(), Some(&format!("sealed:{seed}")), open)
+            .unwrap()
+            .header("m", 1, b"x");
         assert!(verify(&header, &public_key(&seed).unwrap(), "m", 1, b"x"));
         assert_eq!(opened.get(), 1 + 2 + 1 + 2);
-        assert!(cache.get("sub", &[&sealed_old], None, |_| Err::<String, _>("wrong key")).is_err());
+        assert!(cache.get("sub", [sealed_old.as_str()].into_iter(), None, |_| Err::<String, _>("wrong key")).is_err());
     }
 }

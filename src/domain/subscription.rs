@@ -141,8 +141,8 @@ impl SubscriptionRecord {
     }
 
     /// Secrets (sealed) that still sign at `now`.
-    pub fn signing_secrets(&self, now: OffsetDateTime) -> Vec<&str> {
-        self.secrets.iter().filter(|s| s.expires_at.is_none_or(|at| at > now)).map(|s| s.secret.as_str()).collect()
+    pub fn signing_secrets(&self, now: OffsetDateTime) -> impl Iterator<Item = &str> + Clone {
+        self.secrets.iter().filter(move |s| s.expires_at.is_none_or(|at| at > now)).map(|s| s.secret.as_str())
     }
 }
 
@@ -320,7 +320,7 @@ mod tests {
         };
         let mut record = sample();
         record.secrets = vec![secret("new", None), secret("old", Some(1_000_100)), secret("older", Some(999_999))];
-        assert_eq!(record.signing_secrets(now), ["new", "old"]);
+        assert_eq!(record.signing_secrets(now).collect::<Vec<_>>(), ["new", "old"]);
     }
 
     fn sample() -> SubscriptionRecord {

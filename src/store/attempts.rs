@@ -201,8 +201,17 @@ impl Batcher {
         }
     }
 
+    /// Removes subscription `id`'s batch; with none left pending, no linger is due.
+    fn take(&mut self, id: &str) -> Option<Batch> {
+        let batch = self.pending.remove(id);
+        if self.pending.is_empty() {
+            self.oldest = None;
+        }
+        batch
+    }
+
     async fn send(&mut self, id: &str) {
-        if let Some(batch) = self.pending.remove(id) {
+        if let Some(batch) = self.take(id) {
             self.publish(id, batch).await;
         }
     }
@@ -231,7 +240,7 @@ impl Batcher {
     /// Sends subscription `id`'s batch; `reply` gets JetStream's
     /// confirmation (awaited aside, so the batcher never waits on it).
     async fn send_confirmed(&mut self, id: &str, reply: oneshot::Sender<Result<()>>) {
-        let Some(batch) = self.pending.remove(id) else { return };
+        let Some(batch) = self.take(id) else { return };
         if let Err(err) = self.nats.ensure_connected() {
             let _ = reply.send(Err(err));
             return;

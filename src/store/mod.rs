@@ -30,7 +30,7 @@ use async_nats::{
 };
 
 pub use ack_subject::AckSubject;
-pub use attempts::{ATTEMPTS_STREAM, AttemptLog};
+pub use attempts::{ATTEMPTS_STREAM, AttemptLog, attempts_subject};
 pub use bucket::Bucket;
 pub use consumers::{AckOp, AckOutcome, ConsumerSpec, ConsumerState, Delivery, Pull, ReleaseGuard};
 pub use event_log::{EVENTS_STREAM, EventLog, OutgoingEvent, Stored};

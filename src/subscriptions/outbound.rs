@@ -128,7 +128,7 @@ impl App {
         let now = OffsetDateTime::now_utc();
         let signer = self
             .signers
-            .get(&sub.id, &sub.signing_secrets(now), sub.ed25519_seed.as_deref(), |s| self.sealer.open(s))?;
+            .get(&sub.id, sub.signing_secrets(now), sub.ed25519_seed.as_deref(), |s| self.sealer.open(s))?;
         let timestamp = now.unix_timestamp();
         let mut headers = webhook.headers.clone();
         headers.extend_from_slice(content);

@@ -467,7 +467,7 @@ async fn stored_attempt_records(app: &TestApp, id: &str) -> usize {
     let stream = app.jetstream().await.get_stream(herald::store::ATTEMPTS_STREAM).await.unwrap();
     let consumer = stream
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            filter_subject: format!("herald.dl.{id}"),
+            filter_subject: herald::store::attempts_subject(id),
             ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
             ..Default::default()
         })
